@@ -1,0 +1,173 @@
+//! Events the resilience layer emits inline with a stream's data.
+//!
+//! A wrapped stream yields [`Resilient`](crate::resilience::Resilient) items: data, or one
+//! of these events. They say what the resilience layer did, at the point in the stream where
+//! it did it, so a consumer (or an agent's step stream) can show, log or count it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What kind of operation a wrapped stream performs.
+///
+/// Converts from `"llm"`, `"tool"` and `"custom"`; any other string is kept as
+/// [`OperationType::Other`] so that no label is lost.
+///
+/// ```
+/// use aegeantic::events::OperationType;
+///
+/// assert_eq!(OperationType::from("llm"), OperationType::Llm);
+/// assert_eq!(OperationType::from("db").to_string(), "db");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "String", into = "String"))]
+pub enum OperationType {
+    /// A call to a language model.
+    Llm,
+    /// A tool invocation.
+    Tool,
+    /// Anything else.
+    #[default]
+    Custom,
+    /// A caller-chosen label.
+    Other(Arc<str>),
+}
+
+impl OperationType {
+    /// The label as a string slice.
+    pub fn as_str(&self) -> &str {
+        match self {
+            OperationType::Llm => "llm",
+            OperationType::Tool => "tool",
+            OperationType::Custom => "custom",
+            OperationType::Other(label) => label,
+        }
+    }
+}
+
+impl fmt::Display for OperationType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for OperationType {
+    fn from(label: &str) -> Self {
+        match label {
+            "llm" => OperationType::Llm,
+            "tool" => OperationType::Tool,
+            "custom" => OperationType::Custom,
+            other => OperationType::Other(other.into()),
+        }
+    }
+}
+
+impl From<String> for OperationType {
+    fn from(label: String) -> Self {
+        OperationType::from(label.as_str())
+    }
+}
+
+impl From<OperationType> for String {
+    fn from(kind: OperationType) -> Self {
+        kind.as_str().to_owned()
+    }
+}
+
+/// An attempt failed with a retryable error and another attempt will follow.
+///
+/// Emitted before the back-off delay starts, so `next_delay_seconds` is the wait that is
+/// about to happen. Nothing is emitted for an error that is not retried.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct RetryEvent {
+    /// The kind of operation.
+    pub operation_type: OperationType,
+    /// The caller's name for the operation.
+    pub operation_name: Arc<str>,
+    /// The attempt that failed, counting from 1.
+    pub attempt: u32,
+    /// The configured maximum number of attempts.
+    pub max_attempts: u32,
+    /// The failed attempt's error, as displayed.
+    pub error: String,
+    /// How long the layer waits before the next attempt, in seconds.
+    pub next_delay_seconds: f64,
+    /// How many items the failed attempt had yielded before it failed. The next attempt
+    /// starts the stream from the beginning, so a consumer that kept those items may want
+    /// to discard them.
+    pub items_delivered: u64,
+    /// Correlation id set with `with_step_id`.
+    pub step_id: Option<Arc<str>>,
+    /// When the event was made, in Unix seconds.
+    pub timestamp: f64,
+}
+
+impl RetryEvent {
+    /// The delay before the next attempt.
+    pub fn next_delay(&self) -> Duration {
+        Duration::from_secs_f64(self.next_delay_seconds)
+    }
+}
+
+/// Tokens were taken from a rate limiter before an attempt.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct RateLimitEvent {
+    /// The caller's name for the operation.
+    pub operation_name: Arc<str>,
+    /// When the tokens were granted, in Unix seconds.
+    pub acquired_at: f64,
+    /// Tokens left in the bucket right after the grant (tokens promised to queued waiters
+    /// do not count).
+    pub tokens_remaining: f64,
+    /// How long the acquisition waited; zero when the tokens were there.
+    pub waited: Duration,
+    /// Correlation id set with `with_step_id`.
+    pub step_id: Option<Arc<str>>,
+    /// When the event was made, in Unix seconds.
+    pub timestamp: f64,
+}
+
+/// A borrowed view of a resilience event, whatever it arrived in.
+#[derive(Clone, Copy, Debug)]
+pub enum EventRef<'a> {
+    /// A retry is about to happen.
+    Retry(&'a RetryEvent),
+    /// Tokens were acquired.
+    RateLimit(&'a RateLimitEvent),
+}
+
+/// Anything that may carry a resilience event: the events themselves, a
+/// [`Resilient`](crate::resilience::Resilient) item, or a stream's `Result` item.
+pub trait AsEventRef {
+    /// The event inside, if any.
+    fn as_event_ref(&self) -> Option<EventRef<'_>>;
+}
+
+impl AsEventRef for RetryEvent {
+    fn as_event_ref(&self) -> Option<EventRef<'_>> {
+        Some(EventRef::Retry(self))
+    }
+}
+
+impl AsEventRef for RateLimitEvent {
+    fn as_event_ref(&self) -> Option<EventRef<'_>> {
+        Some(EventRef::RateLimit(self))
+    }
+}
+
+impl<T: AsEventRef, E> AsEventRef for Result<T, E> {
+    fn as_event_ref(&self) -> Option<EventRef<'_>> {
+        self.as_ref().ok().and_then(AsEventRef::as_event_ref)
+    }
+}
+
+pub(crate) fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
+}

@@ -1,0 +1,118 @@
+//! Error types: bad configuration, refused rate-limit requests, and failed operations.
+
+use std::time::Duration;
+
+/// A configuration value that cannot work. Each variant names the field at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `max_attempts` was zero: not even the first attempt could run.
+    #[error("max_attempts must be at least 1, got 0")]
+    ZeroAttempts,
+    /// The first delay would already exceed the cap.
+    #[error("base_delay ({base_delay:?}) must not exceed max_delay ({max_delay:?})")]
+    BaseDelayExceedsMax {
+        /// The configured `base_delay`.
+        base_delay: Duration,
+        /// The configured `max_delay`.
+        max_delay: Duration,
+    },
+    /// The back-off name is not one of `exponential`, `linear`, `constant`.
+    #[error("backoff must be \"exponential\", \"linear\" or \"constant\", got {0:?}")]
+    UnknownBackoff(String),
+    /// A rate limit without any rate would admit everything.
+    #[error(
+        "a rate limit needs at least one of requests_per_second, requests_per_minute, requests_per_hour"
+    )]
+    NoRate,
+    /// A rate that is zero, negative, NaN or infinite.
+    #[error("{field} must be a finite number greater than zero, got {value}")]
+    InvalidRate {
+        /// The field at fault.
+        field: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// A rate the limiter cannot represent: faster than one token per nanosecond, or so slow
+    /// that a full bucket would take centuries to refill.
+    #[error("{field} = {value} is outside the supported range (1e-6 to 1e9 per second)")]
+    RateOutOfRange {
+        /// The field at fault.
+        field: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// Refilling a full bucket would take longer than the limiter can count (about a
+    /// century): `burst_size` divided by the slowest rate is too large.
+    #[error("burst_size {burst_size} at {rate_per_second}/s takes too long to refill")]
+    BucketTooLarge {
+        /// The configured `burst_size`.
+        burst_size: u32,
+        /// The binding (slowest) rate, per second.
+        rate_per_second: f64,
+    },
+    /// `burst_size` was zero: no request could ever pass.
+    #[error("burst_size must be at least 1, got 0")]
+    ZeroBurst,
+}
+
+/// A rate limiter refused a request outright. Waiting is not an error; these are requests
+/// that could never succeed as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RateLimitError {
+    /// More tokens than the bucket can ever hold: waiting would never end.
+    #[error("requested {requested} tokens but the bucket holds at most {burst}")]
+    InsufficientCapacity {
+        /// Tokens asked for.
+        requested: u32,
+        /// The bucket's capacity (`burst_size`).
+        burst: u32,
+    },
+    /// A request for zero tokens is almost certainly a bug in the caller.
+    #[error("requested 0 tokens; a request must take at least 1")]
+    ZeroTokens,
+    /// Waiting needs a tokio runtime with its timer enabled.
+    #[error("waiting for tokens needs a tokio runtime with the time driver enabled")]
+    NoRuntime,
+}
+
+/// Why a resilient stream ended with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResilienceError<E>
+where
+    E: std::error::Error + 'static,
+{
+    /// The operation failed with an error that is not retried, or every attempt failed.
+    /// `source` is the last attempt's error.
+    #[error("operation failed after {attempts} attempt(s)")]
+    Operation {
+        /// The last attempt's error.
+        #[source]
+        source: E,
+        /// How many attempts ran, including the failed one.
+        attempts: u32,
+    },
+    /// The rate limiter refused the request.
+    #[error("rate limiter refused the request")]
+    RateLimit(#[source] RateLimitError),
+}
+
+impl<E: std::error::Error + 'static> ResilienceError<E> {
+    /// The operation's own error, when there is one.
+    pub fn operation_error(&self) -> Option<&E> {
+        match self {
+            ResilienceError::Operation { source, .. } => Some(source),
+            ResilienceError::RateLimit(_) => None,
+        }
+    }
+
+    /// Consumes the error and returns the operation's own error, when there is one.
+    pub fn into_operation_error(self) -> Option<E> {
+        match self {
+            ResilienceError::Operation { source, .. } => Some(source),
+            ResilienceError::RateLimit(_) => None,
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The token bucket, as GCRA arithmetic in integer nanoseconds.
+//!
+//! GCRA ("generic cell rate algorithm") stores one number per bucket, the *theoretical
+//! arrival time* `tat`: the instant at which the bucket would be full again if nothing else
+//! were taken. With `T` nanoseconds per token and capacity `B`, the tolerance is `τ = B·T`
+//! and at instant `now` the bucket holds `B - (max(tat, now) - now) / T` tokens.
+//!
+//! A request for `n` tokens moves `tat` to `max(tat, now) + n·T` and may proceed at
+//! `admit_at = new_tat - τ`: immediately when that is not after `now` (the tokens are there),
+//! otherwise at that future instant, when the refill has produced them. Booking the future
+//! instant straight away is what makes waiting first come, first served: a later request
+//! books after the earlier one's `tat` and so cannot overtake it.
+//!
+//! Integer nanoseconds keep the arithmetic exact; `T` is rounded up, so rounding can only
+//! make the limiter stricter, never looser.
+
+use crate::resilience::{ConfigError, RateLimitConfig};
+
+/// The fixed parameters of one bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Gcra {
+    /// Nanoseconds per token (`T`).
+    interval: u64,
+    /// `B·T`: how far `tat` may run ahead of `now` with the request still admitted now.
+    tolerance: u64,
+    burst: u32,
+}
+
+/// Where a request lands: its new `tat` and the instant it may proceed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Booking {
+    pub(crate) tat: u64,
+    pub(crate) admit_at: u64,
+}
+
+/// Larger than a century in nanoseconds; well inside `u64` so sums cannot overflow.
+const MAX_TOLERANCE: u64 = 1 << 62;
+
+impl Gcra {
+    pub(crate) fn new(config: &RateLimitConfig) -> Result<Self, ConfigError> {
+        let interval = config.emission_interval()?;
+        let tolerance = u64::from(config.burst_size)
+            .checked_mul(interval)
+            .filter(|&tolerance| tolerance <= MAX_TOLERANCE)
+            .ok_or(ConfigError::BucketTooLarge {
+                burst_size: config.burst_size,
+                rate_per_second: 1e9 / interval as f64,
+            })?;
+        Ok(Gcra {
+            interval,
+            tolerance,
+            burst: config.burst_size,
+        })
+    }
+
+    pub(crate) fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    pub(crate) fn interval(&self) -> u64 {
+        self.interval
+    }
+
+    /// The booking for `tokens` (at most `burst`) requested at `now`.
+    pub(crate) fn book(&self, tat: u64, now: u64, tokens: u32) -> Booking {
+        let tat = tat.max(now) + u64::from(tokens) * self.interval;
+        Booking {
+            tat,
+            admit_at: tat.saturating_sub(self.tolerance),
+        }
+    }
+
+    /// Tokens in the bucket at `now`; negative while queued requests owe the bucket tokens.
+    pub(crate) fn tokens(&self, tat: u64, now: u64) -> f64 {
+        let owed = tat.max(now) - now;
+        (self.tolerance as f64 - owed as f64) / self.interval as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gcra(per_second: f64, burst: u32) -> Gcra {
+        Gcra::new(&RateLimitConfig {
+            requests_per_second: Some(per_second),
+            burst_size: burst,
+            ..RateLimitConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_full_bucket_admits_a_burst_then_spaces_requests() {
+        let g = gcra(10.0, 3);
+        let mut tat = 0;
+        for _ in 0..3 {
+            let booking = g.book(tat, 0, 1);
+            assert_eq!(booking.admit_at, 0);
+            tat = booking.tat;
+        }
+        assert_eq!(g.tokens(tat, 0), 0.0);
+        let fourth = g.book(tat, 0, 1);
+        assert_eq!(fourth.admit_at, 100_000_000);
+        assert_eq!(g.tokens(fourth.tat, 0), -1.0);
+    }
+
+    #[test]
+    fn an_idle_bucket_refills_to_its_capacity_and_no_further() {
+        let g = gcra(10.0, 3);
+        assert_eq!(g.tokens(0, 0), 3.0);
+        assert_eq!(g.tokens(0, 10_000_000_000), 3.0);
+        assert_eq!(g.tokens(300_000_000, 150_000_000), 1.5);
+    }
+
+    #[test]
+    fn intervals_round_up() {
+        assert_eq!(gcra(3.0, 1).interval(), 333_333_334);
+    }
+}

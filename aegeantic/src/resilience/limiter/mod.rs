@@ -1,0 +1,257 @@
+//! Token-bucket rate limiting with first-come-first-served waiting.
+//!
+//! The split follows the concerns: `config.rs` says what a limit means, `gcra.rs` holds the
+//! arithmetic, `waiters.rs` the queue of sleeping requests, `acquire.rs` the future that
+//! waits. This file ties them to a clock and shares them between clones.
+
+mod acquire;
+mod config;
+mod gcra;
+mod waiters;
+
+pub use acquire::{Acquire, Acquired};
+pub(crate) use acquire::Acquisition;
+pub use config::RateLimitConfig;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use self::gcra::Gcra;
+use self::waiters::Waiters;
+use super::{ConfigError, RateLimitError};
+
+/// A token-bucket rate limiter, shared by cloning.
+///
+/// Clones share one bucket: create one limiter per upstream API and hand clones to
+/// everything that calls it. The bucket starts full with `burst_size` tokens and refills
+/// continuously at the binding rate of its [`RateLimitConfig`].
+///
+/// * [`acquire`](RateLimiter::acquire) waits until the tokens exist. Waiters are served
+///   strictly in arrival order whatever their size, so a large request is never starved by
+///   small ones and a late caller never overtakes a waiting one. Each waiter sleeps on a
+///   timer until the instant its tokens will exist; nothing polls.
+/// * [`try_acquire`](RateLimiter::try_acquire) never waits, and fails while others wait.
+/// * [`tokens_available`](RateLimiter::tokens_available) reads the bucket, refill included.
+///
+/// All timing uses [`tokio::time`], so tests can drive a limiter with a paused clock.
+///
+/// ```
+/// use aegeantic::resilience::{RateLimitConfig, RateLimiter};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let limiter = RateLimiter::new(RateLimitConfig {
+///     requests_per_second: Some(10.0),
+///     burst_size: 2,
+///     ..RateLimitConfig::default()
+/// })?;
+///
+/// limiter.acquire(1, "api_call").await?;
+/// assert!(limiter.try_acquire(1)?);
+/// assert!(!limiter.try_acquire(1)?); // empty until the next refill
+/// assert!(limiter.try_acquire(3).is_err()); // can never fit in a bucket of 2
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RateLimiter {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: RateLimitConfig,
+    gcra: Gcra,
+    /// Time zero of the bucket's nanosecond clock.
+    epoch: Instant,
+    /// The GCRA theoretical arrival time, in nanoseconds since `epoch`. It is the only state
+    /// that admissions touch, so immediate grants need no lock.
+    tat: AtomicU64,
+    /// Taken only by requests that must wait and by waiters that give up.
+    waiters: Mutex<Waiters>,
+}
+
+/// What a request that may wait got.
+pub(crate) enum Booked {
+    /// Granted now; the bucket's `tat` after the grant.
+    Now { tat: u64 },
+    /// Queued as waiter `id`, due at `admit_at`.
+    Later { id: u64, admit_at: u64 },
+}
+
+impl RateLimiter {
+    /// A limiter for `config`, with a full bucket.
+    ///
+    /// # Errors
+    /// No rate configured, a rate that is zero, negative, NaN, infinite or out of range, or
+    /// a zero `burst_size`.
+    pub fn new(config: RateLimitConfig) -> Result<Self, ConfigError> {
+        let gcra = Gcra::new(&config)?;
+        Ok(RateLimiter {
+            shared: Arc::new(Shared {
+                config,
+                gcra,
+                epoch: Instant::now(),
+                tat: AtomicU64::new(0),
+                waiters: Mutex::new(Waiters::default()),
+            }),
+        })
+    }
+
+    /// The configuration this limiter enforces.
+    pub fn config(&self) -> &RateLimitConfig {
+        &self.shared.config
+    }
+
+    /// Waits until `tokens` tokens are available, then takes them.
+    ///
+    /// Returns at once when the tokens are there and nobody is waiting. Otherwise the
+    /// request takes its place in the queue and sleeps until its tokens exist. Dropping the
+    /// future before then gives its place back: the tokens stay in the bucket and the
+    /// waiters behind it move forward. `operation_name` labels tracing records.
+    ///
+    /// # Errors
+    /// [`RateLimitError::InsufficientCapacity`] at once when `tokens` exceeds the burst
+    /// size, [`RateLimitError::ZeroTokens`] for zero, and [`RateLimitError::NoRuntime`] when
+    /// waiting is needed outside a tokio runtime.
+    pub fn acquire<'a>(&'a self, tokens: u32, operation_name: &'a str) -> Acquire<'a> {
+        Acquire::new(self, tokens, operation_name)
+    }
+
+    /// Takes `tokens` tokens if they are available now; never waits.
+    ///
+    /// Returns `Ok(false)` when the bucket is short or earlier requests are still waiting:
+    /// a caller that does not queue never takes tokens that a queued one is owed.
+    ///
+    /// # Errors
+    /// As [`acquire`](RateLimiter::acquire), for requests that could never succeed.
+    pub fn try_acquire(&self, tokens: u32) -> Result<bool, RateLimitError> {
+        self.check(tokens)?;
+        Ok(self.try_take(tokens, self.now()).is_some())
+    }
+
+    /// Tokens in the bucket now, refill included. Tokens promised to queued waiters are
+    /// not available, so this is 0 while anyone waits.
+    pub fn tokens_available(&self) -> f64 {
+        let tat = self.shared.tat.load(Ordering::Relaxed);
+        self.shared.gcra.tokens(tat, self.now()).max(0.0)
+    }
+
+    fn check(&self, tokens: u32) -> Result<(), RateLimitError> {
+        let burst = self.shared.gcra.burst();
+        match tokens {
+            0 => Err(RateLimitError::ZeroTokens),
+            requested if requested > burst => {
+                Err(RateLimitError::InsufficientCapacity { requested, burst })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        Instant::now()
+            .saturating_duration_since(self.shared.epoch)
+            .as_nanos() as u64
+    }
+
+    fn instant(&self, at: u64) -> Instant {
+        self.shared.epoch + Duration::from_nanos(at)
+    }
+
+    /// Tokens left at `now` in a bucket whose `tat` is `tat`.
+    fn remaining(&self, tat: u64, now: u64) -> f64 {
+        self.shared.gcra.tokens(tat, now).max(0.0)
+    }
+
+    /// The lock-free grant: takes the tokens if they are there at `now`, returning the new
+    /// `tat`. Relaxed ordering suffices: `tat` publishes no other memory, and every update
+    /// is a read-modify-write of this one atomic.
+    fn try_take(&self, tokens: u32, now: u64) -> Option<u64> {
+        let tat = &self.shared.tat;
+        let mut current = tat.load(Ordering::Relaxed);
+        loop {
+            let booking = self.shared.gcra.book(current, now, tokens);
+            if booking.admit_at > now {
+                return None;
+            }
+            match tat.compare_exchange_weak(
+                current,
+                booking.tat,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(booking.tat),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Grants now or books a place in the queue. Holding the queue lock while moving `tat`
+    /// keeps queue order and booking order the same.
+    fn book(&self, tokens: u32, now: u64, waker: &Waker) -> Booked {
+        let mut waiters = self.waiters();
+        let tat = &self.shared.tat;
+        let mut current = tat.load(Ordering::Relaxed);
+        loop {
+            let booking = self.shared.gcra.book(current, now, tokens);
+            match tat.compare_exchange_weak(
+                current,
+                booking.tat,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) if booking.admit_at <= now => return Booked::Now { tat: booking.tat },
+                Ok(_) => {
+                    let id = waiters.push(tokens, booking.admit_at, waker);
+                    return Booked::Later {
+                        id,
+                        admit_at: booking.admit_at,
+                    };
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// A waiter's current instant, or `None` if it is no longer queued.
+    fn admit_at(&self, id: u64, waker: &Waker) -> Option<u64> {
+        self.waiters().admit_at(id, waker)
+    }
+
+    /// Removes a waiter whose instant has come; returns the tokens left in the bucket.
+    fn finish(&self, id: u64, now: u64) -> f64 {
+        self.waiters().remove(id);
+        self.remaining(self.shared.tat.load(Ordering::Relaxed), now)
+    }
+
+    /// Removes a waiter that gave up, handing back its place if its instant is ahead.
+    fn cancel(&self, id: u64) {
+        let now = self.now();
+        let mut waiters = self.waiters();
+        let shift = waiters.cancel(id, now, self.shared.gcra.interval());
+        if shift > 0 {
+            self.shared.tat.fetch_sub(shift, Ordering::Relaxed);
+        }
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        // The queue stays consistent even if a waker panicked while the lock was held.
+        self.shared
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("config", &self.shared.config)
+            .field("tokens_available", &self.tokens_available())
+            .finish()
+    }
+}

@@ -1,0 +1,27 @@
+//! Retry, rate limiting and resilient stream adapters.
+//!
+//! | file          | concern                                                     |
+//! |---------------|-------------------------------------------------------------|
+//! | `backoff`     | delay schedules                                             |
+//! | `retry_on`    | which errors are retried                                    |
+//! | `retry`       | the retry policy, [`RetryConfig`]                           |
+//! | `limiter/`    | the token bucket, [`RateLimiter`]                           |
+//! | `stream/`     | the stream adapters and [`Resilient`] items                 |
+//! | `monitor`     | [`ResilienceMonitor`]                                       |
+//! | `error`       | [`ConfigError`], [`RateLimitError`], [`ResilienceError`]    |
+
+mod backoff;
+mod error;
+mod limiter;
+mod monitor;
+mod retry;
+mod retry_on;
+mod stream;
+
+pub use backoff::Backoff;
+pub use error::{ConfigError, RateLimitError, ResilienceError};
+pub use limiter::{Acquire, Acquired, RateLimitConfig, RateLimiter};
+pub use monitor::ResilienceMonitor;
+pub use retry::{RetryConfig, RetryConfigBuilder};
+pub use retry_on::RetryOn;
+pub use stream::{rate_limited_stream, resilient_stream, retry_stream, Resilient, ResilientStream};

@@ -1,0 +1,185 @@
+//! Error classification: which failures are worth another attempt.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+type Matcher = dyn Fn(&(dyn Error + 'static)) -> bool + Send + Sync;
+
+/// Decides which errors are retried.
+///
+/// A `RetryOn` matches an error when any of its rules matches the error itself or any error
+/// in its [`source`](Error::source) chain, so a timeout wrapped in a client's own error
+/// type is still recognised. Rules combine with [`or`](RetryOn::or).
+///
+/// ```
+/// use std::io;
+/// use aegeantic::resilience::RetryOn;
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("upstream overloaded")]
+/// struct Overloaded;
+///
+/// let retry_on = RetryOn::transient().or(RetryOn::error::<Overloaded>());
+/// assert!(retry_on.matches(&io::Error::from(io::ErrorKind::ConnectionReset)));
+/// assert!(retry_on.matches(&Overloaded));
+/// assert!(!retry_on.matches(&io::Error::from(io::ErrorKind::PermissionDenied)));
+/// ```
+#[derive(Clone)]
+pub struct RetryOn {
+    rules: Vec<Rule>,
+}
+
+#[derive(Clone)]
+struct Rule {
+    label: Arc<str>,
+    matches: Arc<Matcher>,
+}
+
+/// Error chains longer than this are cut: a `source()` cycle must not hang the classifier.
+const MAX_CHAIN: usize = 64;
+
+impl RetryOn {
+    /// Timeouts and connection failures: an [`io::Error`] of kind `TimedOut`,
+    /// `ConnectionRefused`, `ConnectionReset`, `ConnectionAborted`, `NotConnected`,
+    /// `BrokenPipe` or `UnexpectedEof`, or a [`tokio::time::error::Elapsed`].
+    pub fn transient() -> Self {
+        Self::rule("transient", |error| {
+            if let Some(io) = error.downcast_ref::<io::Error>() {
+                return matches!(
+                    io.kind(),
+                    io::ErrorKind::TimedOut
+                        | io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::NotConnected
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::UnexpectedEof
+                );
+            }
+            error.is::<tokio::time::error::Elapsed>()
+        })
+    }
+
+    /// Errors of type `E`, found by downcasting.
+    pub fn error<E: Error + 'static>() -> Self {
+        Self::rule(std::any::type_name::<E>(), |error| error.is::<E>())
+    }
+
+    /// Errors for which `predicate` returns `true`. The predicate sees each error of the
+    /// chain in turn, outermost first.
+    pub fn when<P>(predicate: P) -> Self
+    where
+        P: Fn(&(dyn Error + 'static)) -> bool + Send + Sync + 'static,
+    {
+        Self::rule("when(..)", predicate)
+    }
+
+    /// Matches what either `self` or `other` matches.
+    #[must_use]
+    pub fn or(mut self, other: RetryOn) -> Self {
+        self.rules.extend(other.rules);
+        self
+    }
+
+    /// Whether `error` should be retried.
+    pub fn matches(&self, error: &(dyn Error + 'static)) -> bool {
+        chain(error).any(|link| self.rules.iter().any(|rule| (rule.matches)(link)))
+    }
+
+    fn rule<P>(label: &str, predicate: P) -> Self
+    where
+        P: Fn(&(dyn Error + 'static)) -> bool + Send + Sync + 'static,
+    {
+        RetryOn {
+            rules: vec![Rule {
+                label: label.into(),
+                matches: Arc::new(predicate),
+            }],
+        }
+    }
+}
+
+/// The error and its causes, outermost first.
+///
+/// `io::Error::source` skips the error it wraps and goes straight to that error's source,
+/// so the wrapped error is visited explicitly.
+fn chain<'a>(error: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    let mut pending: Vec<&'a (dyn Error + 'static)> = vec![error];
+    let mut seen = 0;
+    std::iter::from_fn(move || {
+        let link = pending.pop()?;
+        seen += 1;
+        if seen < MAX_CHAIN {
+            if let Some(next) = link.source() {
+                pending.push(next);
+            }
+            if let Some(inner) = link.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+                pending.push(inner);
+            }
+        }
+        Some(link)
+    })
+}
+
+impl Default for RetryOn {
+    /// [`RetryOn::transient`].
+    fn default() -> Self {
+        Self::transient()
+    }
+}
+
+impl fmt::Debug for RetryOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let labels: Vec<&str> = self.rules.iter().map(|rule| &*rule.label).collect();
+        write!(f, "RetryOn({})", labels.join(" | "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("marker")]
+    struct Marker;
+
+    #[test]
+    fn finds_causes_deep_in_the_chain() {
+        let wrapped = Outer(io::Error::from(io::ErrorKind::TimedOut));
+        assert!(RetryOn::transient().matches(&wrapped));
+        let marker_in_io = Outer(io::Error::other(Marker));
+        assert!(RetryOn::error::<Marker>().matches(&marker_in_io));
+    }
+
+    #[test]
+    fn elapsed_is_transient() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let elapsed = rt
+            .block_on(tokio::time::timeout(
+                std::time::Duration::ZERO,
+                std::future::pending::<()>(),
+            ))
+            .unwrap_err();
+        assert!(RetryOn::transient().matches(&elapsed));
+    }
+
+    #[test]
+    fn non_matching_errors_are_not_retried() {
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert!(!RetryOn::transient().matches(&denied));
+        assert!(!RetryOn::when(|e| e.to_string().contains("429")).matches(&denied));
+        assert_eq!(
+            format!("{:?}", RetryOn::transient().or(RetryOn::error::<Marker>())),
+            format!("RetryOn(transient | {})", std::any::type_name::<Marker>())
+        );
+    }
+}
