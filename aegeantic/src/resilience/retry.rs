@@ -80,9 +80,7 @@ impl RetryConfig {
     /// The delay after failed attempt `attempt` (counting from 1): the back-off schedule,
     /// spread by jitter when enabled, always within `[0, max_delay]`.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let delay = self
-            .backoff
-            .delay(attempt, self.base_delay, self.max_delay);
+        let delay = self.backoff.delay(attempt, self.base_delay, self.max_delay);
         if self.jitter {
             jittered(delay, self.max_delay)
         } else {

@@ -115,7 +115,10 @@ fn chain<'a>(error: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn 
             if let Some(next) = link.source() {
                 pending.push(next);
             }
-            if let Some(inner) = link.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            if let Some(inner) = link
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+            {
                 pending.push(inner);
             }
         }

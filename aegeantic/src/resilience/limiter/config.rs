@@ -82,13 +82,13 @@ impl RateLimitConfig {
             if !value.is_finite() || value <= 0.0 {
                 return Err(ConfigError::InvalidRate { field, value });
             }
-            let interval = (window_ns / value).ceil();
+            let interval = window_ns / value;
             // One token per nanosecond at the fast end; 1e-6/s (a token every ~11.6 days)
             // at the slow end keeps `burst · interval` countable for any sane burst.
             if !(1.0..=1e15).contains(&interval) {
                 return Err(ConfigError::RateOutOfRange { field, value });
             }
-            let interval = interval as u64;
+            let interval = interval.ceil() as u64;
             slowest = Some(slowest.map_or(interval, |s| s.max(interval)));
         }
         let interval = slowest.ok_or(ConfigError::NoRate)?;

@@ -9,8 +9,8 @@ mod config;
 mod gcra;
 mod waiters;
 
-pub use acquire::{Acquire, Acquired};
 pub(crate) use acquire::Acquisition;
+pub use acquire::{Acquire, Acquired};
 pub use config::RateLimitConfig;
 
 use std::fmt;

@@ -46,7 +46,8 @@ pin_project! {
         Start,
         Acquiring { acquisition: Acquisition },
         Streaming { #[pin] stream: S },
-        Backoff { #[pin] sleep: Sleep },
+        // Boxed so that the adapter is `Unpin` whenever the wrapped stream is.
+        Backoff { sleep: Pin<Box<Sleep>> },
         Done,
     }
 }
@@ -130,7 +131,8 @@ where
                     }
                     Some(Err(error)) => {
                         let retry = this.retry.as_ref().filter(|config| {
-                            *this.attempt < config.max_attempts() && config.retry_on().matches(&error)
+                            *this.attempt < config.max_attempts()
+                                && config.retry_on().matches(&error)
                         });
                         let Some(config) = retry else {
                             this.state.set(State::Done);
@@ -167,14 +169,14 @@ where
                             this.state.set(State::Start);
                         } else {
                             this.state.set(State::Backoff {
-                                sleep: tokio::time::sleep(delay),
+                                sleep: Box::pin(tokio::time::sleep(delay)),
                             });
                         }
                         return Poll::Ready(Some(Ok(Resilient::Retry(event))));
                     }
                 },
                 StateProj::Backoff { sleep } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
                     this.state.set(State::Start);
                 }
                 StateProj::Done => return Poll::Ready(None),

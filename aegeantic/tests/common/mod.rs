@@ -1,0 +1,54 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::io;
+use std::time::Duration;
+
+use aegeantic::resilience::{RateLimitConfig, RateLimiter, RetryConfig};
+use futures::stream::{self, BoxStream, StreamExt};
+
+/// A transient error, retried by `RetryOn::transient()`.
+pub fn reset() -> io::Error {
+    io::Error::from(io::ErrorKind::ConnectionReset)
+}
+
+/// A permanent error, not retried by `RetryOn::transient()`.
+pub fn denied() -> io::Error {
+    io::Error::from(io::ErrorKind::PermissionDenied)
+}
+
+/// One scripted attempt: the items it yields, then maybe an error.
+pub type Attempt = (Vec<&'static str>, Option<fn() -> io::Error>);
+
+/// A factory that plays `script` one attempt per call; past the end it repeats the last.
+pub fn scripted(
+    script: Vec<Attempt>,
+) -> impl FnMut() -> BoxStream<'static, Result<&'static str, io::Error>> + Send {
+    let mut calls = 0;
+    move || {
+        let (items, error) = script[calls.min(script.len() - 1)].clone();
+        calls += 1;
+        let items = stream::iter(items.into_iter().map(Ok));
+        let error = stream::iter(error.map(|make| Err(make())));
+        items.chain(error).boxed()
+    }
+}
+
+/// Exact delays: no jitter.
+pub fn retry(max_attempts: u32, base: Duration) -> RetryConfig {
+    RetryConfig::builder()
+        .max_attempts(max_attempts)
+        .base_delay(base)
+        .jitter(false)
+        .build()
+        .unwrap()
+}
+
+pub fn limiter(per_second: f64, burst: u32) -> RateLimiter {
+    RateLimiter::new(RateLimitConfig {
+        requests_per_second: Some(per_second),
+        burst_size: burst,
+        ..RateLimitConfig::default()
+    })
+    .unwrap()
+}
