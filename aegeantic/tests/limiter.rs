@@ -46,7 +46,7 @@ fn bad_configs_are_typed_errors() {
         assert!(e.to_string().contains("requests_per_minute"));
     }
     assert!(matches!(
-        err(config(Some(2e9), None, None, 1)),
+        err(config(Some(2e6), None, None, 1)),
         ConfigError::RateOutOfRange {
             field: "requests_per_second",
             ..

@@ -33,9 +33,9 @@ pub enum ConfigError {
         /// The value given.
         value: f64,
     },
-    /// A rate the limiter cannot represent: faster than one token per nanosecond, or so slow
+    /// A rate the limiter cannot represent: faster than one token per microsecond, or so slow
     /// that a full bucket would take centuries to refill.
-    #[error("{field} = {value} is outside the supported range (1e-6 to 1e9 per second)")]
+    #[error("{field} = {value} is outside the supported range (1e-6 to 1e6 per second)")]
     RateOutOfRange {
         /// The field at fault.
         field: &'static str,

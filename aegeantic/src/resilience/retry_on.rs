@@ -167,10 +167,9 @@ mod tests {
             .build()
             .unwrap();
         let elapsed = rt
-            .block_on(tokio::time::timeout(
-                std::time::Duration::ZERO,
-                std::future::pending::<()>(),
-            ))
+            .block_on(async {
+                tokio::time::timeout(std::time::Duration::ZERO, std::future::pending::<()>()).await
+            })
             .unwrap_err();
         assert!(RetryOn::transient().matches(&elapsed));
     }

@@ -51,11 +51,11 @@ impl Default for RateLimitConfig {
     }
 }
 
-/// Nanoseconds per window.
+/// Microseconds per window.
 const WINDOWS: [(&str, f64); 3] = [
-    ("requests_per_second", 1e9),
-    ("requests_per_minute", 60e9),
-    ("requests_per_hour", 3600e9),
+    ("requests_per_second", 1e6),
+    ("requests_per_minute", 60e6),
+    ("requests_per_hour", 3600e6),
 ];
 
 impl RateLimitConfig {
@@ -68,8 +68,9 @@ impl RateLimitConfig {
         Ok(1e9 / interval as f64)
     }
 
-    /// Nanoseconds per token at the binding rate, rounded up so that rounding never admits
-    /// more than the configured rate.
+    /// Nanoseconds per token at the binding rate: rounded up to a whole microsecond, so that
+    /// rounding never admits more than the configured rate and every backend (Redis counts in
+    /// microseconds) computes the same instants.
     pub(crate) fn emission_interval(&self) -> Result<u64, ConfigError> {
         let rates = [
             self.requests_per_second,
@@ -77,18 +78,18 @@ impl RateLimitConfig {
             self.requests_per_hour,
         ];
         let mut slowest: Option<u64> = None;
-        for ((field, window_ns), rate) in WINDOWS.into_iter().zip(rates) {
+        for ((field, window_us), rate) in WINDOWS.into_iter().zip(rates) {
             let Some(value) = rate else { continue };
             if !value.is_finite() || value <= 0.0 {
                 return Err(ConfigError::InvalidRate { field, value });
             }
-            let interval = window_ns / value;
-            // One token per nanosecond at the fast end; 1e-6/s (a token every ~11.6 days)
+            let interval_us = window_us / value;
+            // One token per microsecond at the fast end; 1e-6/s (a token every ~11.6 days)
             // at the slow end keeps `burst · interval` countable for any sane burst.
-            if !(1.0..=1e15).contains(&interval) {
+            if !(1.0..=1e12).contains(&interval_us) {
                 return Err(ConfigError::RateOutOfRange { field, value });
             }
-            let interval = interval.ceil() as u64;
+            let interval = interval_us.ceil() as u64 * 1000;
             slowest = Some(slowest.map_or(interval, |s| s.max(interval)));
         }
         let interval = slowest.ok_or(ConfigError::NoRate)?;

@@ -11,8 +11,8 @@
 //! instant straight away is what makes waiting first come, first served: a later request
 //! books after the earlier one's `tat` and so cannot overtake it.
 //!
-//! Integer nanoseconds keep the arithmetic exact; `T` is rounded up, so rounding can only
-//! make the limiter stricter, never looser.
+//! Integer nanoseconds keep the arithmetic exact; `T` is rounded up to a whole microsecond,
+//! so rounding can only make the limiter stricter, never looser.
 
 use crate::resilience::{ConfigError, RateLimitConfig};
 
@@ -115,6 +115,6 @@ mod tests {
 
     #[test]
     fn intervals_round_up() {
-        assert_eq!(gcra(3.0, 1).interval(), 333_333_334);
+        assert_eq!(gcra(3.0, 1).interval(), 333_334_000);
     }
 }
