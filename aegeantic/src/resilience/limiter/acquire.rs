@@ -111,9 +111,9 @@ impl Acquisition {
         if matches!(self.state, State::Start) && limiter.is_redis() {
             limiter.check(self.tokens)?;
             let (limiter, tokens) = (limiter.clone(), self.tokens);
-            self.state = State::Remote(Box::pin(async move {
-                limiter.acquire_remote(tokens).await
-            }));
+            self.state = State::Remote(Box::pin(
+                async move { limiter.acquire_remote(tokens).await },
+            ));
         }
         #[cfg(feature = "redis")]
         if let State::Remote(call) = &mut self.state {

@@ -12,11 +12,11 @@ mod gcra;
 mod redis;
 mod waiters;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{FailurePolicy, RedisOptions};
 pub(crate) use acquire::Acquisition;
 pub use acquire::{Acquire, Acquired, Fallback};
 pub use config::RateLimitConfig;
-#[cfg(feature = "redis")]
-pub use self::redis::{FailurePolicy, RedisOptions};
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,7 +107,10 @@ impl RateLimiter {
     }
 
     #[cfg(feature = "redis")]
-    fn with_redis(config: RateLimitConfig, backend: self::redis::RedisBackend) -> Result<Self, ConfigError> {
+    fn with_redis(
+        config: RateLimitConfig,
+        backend: self::redis::RedisBackend,
+    ) -> Result<Self, ConfigError> {
         Self::build(config, Some(backend))
     }
 

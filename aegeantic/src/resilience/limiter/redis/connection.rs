@@ -105,11 +105,6 @@ impl Connection {
             _ => text,
         }
     }
-
-    #[cfg(test)]
-    pub(crate) fn key(&self) -> &str {
-        &self.key
-    }
 }
 
 impl fmt::Display for Connection {

@@ -162,7 +162,10 @@ impl RedisBackend {
     /// The tokens Redis last reported plus the refill since, capped at the burst: an
     /// estimate, since other processes' takes are unseen until the next call.
     pub(crate) fn tokens_available(&self) -> f64 {
-        let (remaining, at) = *self.last_seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let (remaining, at) = *self
+            .last_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let refill = at.elapsed().as_micros() as f64 / self.slowest_us as f64;
         (remaining + refill).min(f64::from(self.burst))
     }
@@ -188,8 +191,10 @@ impl RedisBackend {
             .connection
             .gcra(tokens, max_wait_us, now_us, &self.windows)
             .await?;
-        *self.last_seen.lock().unwrap_or_else(PoisonError::into_inner) =
-            (reply.remaining, Instant::now());
+        *self
+            .last_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = (reply.remaining, Instant::now());
         Ok(reply)
     }
 
