@@ -1,6 +1,8 @@
 //! The Redis script against the in-memory bucket, decision for decision, with a test-chosen
 //! clock: the two backends must implement one model.
 
+// Shared with the integration tests, which use the rest of it.
+#[allow(dead_code)]
 #[path = "../../../../tests/common/redis_server.rs"]
 mod redis_server;
 
