@@ -58,6 +58,9 @@ pub enum ConfigError {
     /// A Redis call timeout of zero would fail every call.
     #[error("call_timeout must be greater than zero")]
     ZeroCallTimeout,
+    /// A Redis-backed limiter needs at least one connection.
+    #[error("connections must be at least 1, got 0")]
+    ZeroConnections,
     /// `burst_size` was zero: no request could ever pass.
     #[error("burst_size must be at least 1, got 0")]
     ZeroBurst,

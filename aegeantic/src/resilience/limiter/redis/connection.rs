@@ -1,6 +1,7 @@
 //! The Redis connection: made lazily, remade on failure, never showing the password.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -23,9 +24,12 @@ pub(crate) struct Reply {
 
 pub(crate) struct Connection {
     client: Client,
-    /// Built on first use: creating a manager needs a runtime and would otherwise fail
-    /// while Redis is down.
-    manager: OnceCell<ConnectionManager>,
+    /// A few multiplexed connections, used in turn: one alone caps throughput at low
+    /// concurrency (each call waits its turn in one pipeline), and several keep a pipeline
+    /// each at high concurrency. Each is built on first use: creating a manager needs a
+    /// runtime and would otherwise fail while Redis is down.
+    managers: Vec<OnceCell<ConnectionManager>>,
+    next: AtomicUsize,
     key: String,
     call_timeout: Duration,
     /// `host:port/db`, for messages: the URL without credentials.
@@ -35,14 +39,20 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn new(url: &str, key: &str, call_timeout: Duration) -> Result<Self, ConfigError> {
+    pub(crate) fn new(
+        url: &str,
+        key: &str,
+        call_timeout: Duration,
+        connections: usize,
+    ) -> Result<Self, ConfigError> {
         let client = Client::open(url).map_err(|_| ConfigError::InvalidRedisUrl)?;
         let info = client.get_connection_info();
         let address = format!("{}/{}", info.addr(), info.redis_settings().db());
         let password = info.redis_settings().password().map(str::to_owned);
         Ok(Connection {
             client,
-            manager: OnceCell::new(),
+            managers: (0..connections).map(|_| OnceCell::new()).collect(),
+            next: AtomicUsize::new(0),
             // The hash tag pins the key to one cluster slot whatever else is added to it.
             key: format!("aegeantic:{{{key}}}"),
             call_timeout,
@@ -89,7 +99,8 @@ impl Connection {
             .set_response_timeout(Some(self.call_timeout))
             // Reconnection is retried by later calls; a call never waits out a long series.
             .set_number_of_retries(1);
-        self.manager
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.managers.len();
+        self.managers[turn]
             .get_or_try_init(|| async {
                 ConnectionManager::new_lazy_with_config(self.client.clone(), config)
             })

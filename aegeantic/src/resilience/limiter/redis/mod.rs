@@ -44,6 +44,8 @@ pub struct RedisOptions {
     /// The longest an `acquire` may wait for its slot; a request that would wait longer
     /// fails at once with [`RateLimitError::WaitTooLong`] and takes nothing (default: none).
     pub max_wait: Option<Duration>,
+    /// How many multiplexed connections the limiter spreads its calls over (default 4).
+    pub connections: usize,
 }
 
 impl Default for RedisOptions {
@@ -52,6 +54,7 @@ impl Default for RedisOptions {
             failure_policy: FailurePolicy::FailClosed,
             call_timeout: Duration::from_millis(250),
             max_wait: None,
+            connections: 4,
         }
     }
 }
@@ -75,6 +78,13 @@ impl RedisOptions {
     #[must_use]
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.max_wait = Some(max_wait);
+        self
+    }
+
+    /// Sets how many connections the limiter uses.
+    #[must_use]
+    pub fn connections(mut self, connections: usize) -> Self {
+        self.connections = connections;
         self
     }
 }
@@ -112,10 +122,13 @@ impl RedisBackend {
         if options.call_timeout.is_zero() {
             return Err(ConfigError::ZeroCallTimeout);
         }
+        if options.connections == 0 {
+            return Err(ConfigError::ZeroConnections);
+        }
         let burst = u64::from(config.burst_size);
         let windows = intervals.iter().map(|&t| (t, t * burst)).collect();
         Ok(RedisBackend {
-            connection: Connection::new(url, key, options.call_timeout)?,
+            connection: Connection::new(url, key, options.call_timeout, options.connections)?,
             windows,
             slowest_us: intervals.into_iter().max().unwrap_or(1),
             burst: config.burst_size,
