@@ -154,7 +154,9 @@ impl RedisBackend {
             });
         }
         if reply.wait_us > 0 {
-            tokio::time::sleep_until(started + Duration::from_micros(reply.wait_us)).await;
+            // Counted from the reply, which left the server after its `now`: the caller
+            // never proceeds before the slot the script booked.
+            tokio::time::sleep(Duration::from_micros(reply.wait_us)).await;
         }
         Ok(Remote::Answer(Acquired {
             tokens,
