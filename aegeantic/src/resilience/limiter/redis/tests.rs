@@ -7,21 +7,20 @@
 mod redis_server;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 use redis_server::RedisServer;
 
 use super::{RedisBackend, RedisOptions};
 use crate::resilience::{RateLimitConfig, RateLimiter};
 
-static SERVER: LazyLock<RedisServer> = LazyLock::new(RedisServer::start);
 static KEYS: AtomicU64 = AtomicU64::new(0);
 
-fn backend(config: &RateLimitConfig) -> RedisBackend {
+fn backend(server: &RedisServer, config: &RateLimitConfig) -> RedisBackend {
     let key = format!("agree-{}", KEYS.fetch_add(1, Ordering::Relaxed));
-    RedisBackend::new(&SERVER.url(), &key, config, RedisOptions::default()).unwrap()
+    RedisBackend::new(&server.url(), &key, config, RedisOptions::default()).unwrap()
 }
 
 fn runtime(paused: bool) -> tokio::runtime::Runtime {
@@ -62,37 +61,54 @@ fn gap_strategy() -> impl Strategy<Value = u64> {
     ]
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
+#[test]
+fn redis_and_memory_agree_decision_for_decision() {
+    let server = RedisServer::start();
+    let mut runner = TestRunner::new(ProptestConfig {
         cases: 64,
         failure_persistence: None,
         ..ProptestConfig::default()
-    })]
-
-    #[test]
-    fn redis_and_memory_agree_decision_for_decision(
-        config in config_strategy(),
-        requests in prop::collection::vec((gap_strategy(), 1u32..20), 1..80),
-    ) {
-        let memory_rt = runtime(true);
-        let redis_rt = runtime(false);
-        let memory = memory_rt.block_on(async { RateLimiter::new(config.clone()).unwrap() });
-        let redis = backend(&config);
-        let mut now_us = START_US;
-        for (gap_us, tokens) in requests {
-            let tokens = tokens.min(config.burst_size);
-            now_us += gap_us;
-            let local = memory_rt.block_on(async {
-                tokio::time::advance(Duration::from_micros(gap_us)).await;
-                let admitted = memory.try_acquire(tokens).await.unwrap();
-                (admitted, memory.tokens_available())
-            });
-            let remote = redis_rt.block_on(redis.try_acquire_at(tokens, now_us)).unwrap();
-            prop_assert_eq!(remote.now_us, now_us);
-            prop_assert_eq!(remote.admitted, local.0, "at {} µs, {} tokens", now_us - START_US, tokens);
-            prop_assert!((remote.remaining - local.1).abs() < 1e-5, "remaining {} vs {}", remote.remaining, local.1);
-        }
-    }
+    });
+    let cases = (
+        config_strategy(),
+        prop::collection::vec((gap_strategy(), 1u32..20), 1..80),
+    );
+    runner
+        .run(&cases, |(config, requests)| {
+            let memory_rt = runtime(true);
+            let redis_rt = runtime(false);
+            let memory = memory_rt.block_on(async { RateLimiter::new(config.clone()).unwrap() });
+            let redis = backend(&server, &config);
+            let mut now_us = START_US;
+            for (gap_us, tokens) in requests {
+                let tokens = tokens.min(config.burst_size);
+                now_us += gap_us;
+                let local = memory_rt.block_on(async {
+                    tokio::time::advance(Duration::from_micros(gap_us)).await;
+                    let admitted = memory.try_acquire(tokens).await.unwrap();
+                    (admitted, memory.tokens_available())
+                });
+                let remote = redis_rt
+                    .block_on(redis.try_acquire_at(tokens, now_us))
+                    .unwrap();
+                prop_assert_eq!(remote.now_us, now_us);
+                prop_assert_eq!(
+                    remote.admitted,
+                    local.0,
+                    "at {} µs, {} tokens",
+                    now_us - START_US,
+                    tokens
+                );
+                prop_assert!(
+                    (remote.remaining - local.1).abs() < 1e-5,
+                    "remaining {} vs {}",
+                    remote.remaining,
+                    local.1
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
 }
 
 /// Weighted reservations against several windows with different capacities per token: over
@@ -105,7 +121,8 @@ fn reservations_respect_every_window() {
         requests_per_hour: None,
         burst_size: 10,
     };
-    let redis = backend(&config);
+    let server = RedisServer::start();
+    let redis = backend(&server, &config);
     let rt = runtime(false);
     let mut grants = Vec::new();
     let mut now_us = START_US;
