@@ -1,5 +1,13 @@
 #!/usr/bin/env bash
-# The project's test command: every unit, integration, property and doc test.
+# The project's test command: every unit, integration, property and doc test, including
+# the Redis-backed limiter against a real redis-server (installed here when absent).
 set -euo pipefail
 cd "$(dirname "$0")"
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "redis-server not found: installing it (Debian package)"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >/dev/null
+fi
 cargo test --workspace --all-features "$@"

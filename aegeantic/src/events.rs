@@ -8,6 +8,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::resilience::Fallback;
+
 /// What kind of operation a wrapped stream performs.
 ///
 /// Converts from `"llm"`, `"tool"` and `"custom"`; any other string is kept as
@@ -126,6 +128,9 @@ pub struct RateLimitEvent {
     pub tokens_remaining: f64,
     /// How long the acquisition waited; zero when the tokens were there.
     pub waited: Duration,
+    /// Set when a shared (Redis) bucket could not decide and its failure policy admitted
+    /// the request instead.
+    pub fallback: Option<Fallback>,
     /// Correlation id set with `with_step_id`.
     pub step_id: Option<Arc<str>>,
     /// When the event was made, in Unix seconds.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aegeantic::resilience::{ConfigError, RateLimitConfig, RateLimitError, RateLimiter};
 use common::limiter;
+use futures::FutureExt;
 use tokio::time::Instant;
 
 fn config(
@@ -77,7 +78,7 @@ fn the_slowest_window_binds() {
 async fn requests_that_can_never_fit_fail_at_once() {
     let l = limiter(1.0, 5);
     assert_eq!(
-        l.try_acquire(6),
+        l.try_acquire(6).await,
         Err(RateLimitError::InsufficientCapacity {
             requested: 6,
             burst: 5
@@ -103,12 +104,12 @@ async fn requests_that_can_never_fit_fail_at_once() {
 async fn the_bucket_starts_full_and_refills_continuously_up_to_the_burst() {
     let l = limiter(10.0, 4);
     assert_eq!(l.tokens_available(), 4.0);
-    assert!(l.try_acquire(4).unwrap());
+    assert!(l.try_acquire(4).await.unwrap());
     assert_eq!(l.tokens_available(), 0.0);
-    assert!(!l.try_acquire(1).unwrap());
+    assert!(!l.try_acquire(1).await.unwrap());
     tokio::time::advance(Duration::from_millis(150)).await;
     assert!((l.tokens_available() - 1.5).abs() < 1e-9);
-    assert!(l.try_acquire(1).unwrap());
+    assert!(l.try_acquire(1).await.unwrap());
     assert!((l.tokens_available() - 0.5).abs() < 1e-9);
     tokio::time::advance(Duration::from_secs(3600)).await;
     assert_eq!(l.tokens_available(), 4.0, "never above the burst");
@@ -152,7 +153,7 @@ async fn finish_times(l: &RateLimiter, weights: &[u32], cancel: &[usize]) -> Vec
 async fn waiters_are_served_first_come_first_served_whatever_their_weight() {
     // 10/s: a token every 100 ms. The bucket starts empty.
     let l = limiter(10.0, 10);
-    assert!(l.try_acquire(10).unwrap());
+    assert!(l.try_acquire(10).await.unwrap());
     let times = finish_times(&l, &[10, 1, 5, 1, 3], &[]).await;
     assert_eq!(
         times,
@@ -163,7 +164,7 @@ async fn waiters_are_served_first_come_first_served_whatever_their_weight() {
 #[tokio::test(start_paused = true)]
 async fn try_acquire_does_not_barge_past_waiters() {
     let l = limiter(10.0, 10);
-    assert!(l.try_acquire(10).unwrap());
+    assert!(l.try_acquire(10).await.unwrap());
     let waiter = {
         let l = l.clone();
         tokio::spawn(async move { l.acquire(5, "big").await.unwrap() })
@@ -171,19 +172,19 @@ async fn try_acquire_does_not_barge_past_waiters() {
     tokio::task::yield_now().await;
     // At 300 ms three tokens exist, but they belong to the queued request.
     tokio::time::advance(Duration::from_millis(300)).await;
-    assert!(!l.try_acquire(1).unwrap());
+    assert!(!l.try_acquire(1).await.unwrap());
     assert_eq!(l.tokens_available(), 0.0);
     let got = waiter.await.unwrap();
     assert_eq!(got.waited, Duration::from_millis(500));
-    assert!(!l.try_acquire(1).unwrap());
+    assert!(!l.try_acquire(1).await.unwrap());
     tokio::time::advance(Duration::from_millis(100)).await;
-    assert!(l.try_acquire(1).unwrap());
+    assert!(l.try_acquire(1).await.unwrap());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_waiter_hands_its_place_forward() {
     let l = limiter(10.0, 10);
-    assert!(l.try_acquire(10).unwrap());
+    assert!(l.try_acquire(10).await.unwrap());
     // Without the cancellation: 300, 600, 900. With the middle one gone: 300, 600.
     let times = finish_times(&l, &[3, 3, 3], &[1]).await;
     assert_eq!(times, [Some(300), None, Some(600)]);
@@ -197,7 +198,7 @@ async fn a_cancelled_waiter_hands_its_place_forward() {
 #[tokio::test(start_paused = true)]
 async fn cancelling_part_way_through_a_wait_moves_the_queue_up() {
     let l = limiter(10.0, 10);
-    assert!(l.try_acquire(10).unwrap());
+    assert!(l.try_acquire(10).await.unwrap());
     let start = Instant::now();
     let first = {
         let l = l.clone();
@@ -222,23 +223,23 @@ async fn cancelling_part_way_through_a_wait_moves_the_queue_up() {
 #[tokio::test(start_paused = true)]
 async fn a_waiter_dropped_after_its_instant_keeps_its_tokens_spent() {
     let l = limiter(10.0, 1);
-    assert!(l.try_acquire(1).unwrap());
+    assert!(l.try_acquire(1).await.unwrap());
     let mut waiting = Box::pin(l.acquire(1, "late"));
     assert!(futures::poll!(waiting.as_mut()).is_pending());
     tokio::time::advance(Duration::from_millis(150)).await;
     drop(waiting);
     // Its token (due at 100 ms) counts as granted; the next exists at 200 ms.
-    assert!(!l.try_acquire(1).unwrap());
+    assert!(!l.try_acquire(1).await.unwrap());
     tokio::time::advance(Duration::from_millis(50)).await;
-    assert!(l.try_acquire(1).unwrap());
+    assert!(l.try_acquire(1).await.unwrap());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_clone_shares_the_bucket() {
     let a = limiter(1.0, 2);
     let b = a.clone();
-    assert!(a.try_acquire(2).unwrap());
-    assert!(!b.try_acquire(1).unwrap());
+    assert!(a.try_acquire(2).await.unwrap());
+    assert!(!b.try_acquire(1).await.unwrap());
     assert!(format!("{a:?}").contains("tokens_available"));
 }
 
@@ -255,7 +256,7 @@ async fn per_minute_limits_space_requests_by_the_minute_rate() {
 #[test]
 fn waiting_outside_a_runtime_is_an_error_not_a_panic() {
     let l = limiter(1.0, 1);
-    assert!(l.try_acquire(1).unwrap());
+    assert!(futures::executor::block_on(l.try_acquire(1)).unwrap());
     let result = futures::executor::block_on(l.acquire(1, "op"));
     assert_eq!(result.unwrap_err(), RateLimitError::NoRuntime);
     assert!(l.tokens_available() < 0.01, "nothing was booked");
@@ -273,7 +274,7 @@ fn concurrent_callers_never_exceed_the_bucket() {
                 scope.spawn(move || {
                     let mut n = 0u64;
                     while start.elapsed() < Duration::from_millis(100) {
-                        n += u64::from(l.try_acquire(1).unwrap());
+                        n += u64::from(l.try_acquire(1).now_or_never().unwrap().unwrap());
                     }
                     n
                 })

@@ -60,7 +60,7 @@ async fn run(l: RateLimiter, requests: Vec<Request>) -> Vec<(u64, u32)> {
                 grants.lock().unwrap().push((at, request.tokens));
             }));
             tokio::task::yield_now().await;
-        } else if l.try_acquire(request.tokens).unwrap() {
+        } else if l.try_acquire(request.tokens).await.unwrap() {
             let at = start.elapsed().as_millis() as u64;
             grants.lock().unwrap().push((at, request.tokens));
         }
@@ -133,7 +133,7 @@ proptest! {
         let script = queue.clone();
         let (times, end_tokens) = paused(async move {
             let l = limiter(per_token(ms), burst);
-            assert!(l.try_acquire(burst).unwrap(), "start empty");
+            assert!(l.try_acquire(burst).await.unwrap(), "start empty");
             let start = Instant::now();
             let done = Arc::new(Mutex::new(Vec::new()));
             let mut tasks = Vec::new();

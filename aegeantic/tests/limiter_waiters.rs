@@ -38,7 +38,7 @@ const WAITERS: u64 = 10_000;
 async fn ten_thousand_waiters_each_woken_about_once() {
     // 1,000/s with a burst of 1: one grant per millisecond, each on its own timer tick.
     let l = limiter(1000.0, 1);
-    assert!(l.try_acquire(1).unwrap());
+    assert!(l.try_acquire(1).await.unwrap());
     let start = Instant::now();
     let polls = Arc::new(AtomicU64::new(0));
     let order = Arc::new(Mutex::new(Vec::with_capacity(WAITERS as usize)));

@@ -246,7 +246,7 @@ async fn the_final_error_keeps_its_source_chain() {
 #[tokio::test(start_paused = true)]
 async fn dropping_a_waiting_stream_gives_back_its_place() {
     let shared = limiter(1.0, 1);
-    assert!(shared.try_acquire(1).unwrap());
+    assert!(shared.try_acquire(1).await.unwrap());
     let factory = scripted(vec![(vec!["a"], None)]);
     let mut blocked = rate_limited_stream(factory, shared.clone(), "first");
     // Poll once: it queues for the token due at t = 1 s.

@@ -51,6 +51,16 @@ pub enum ConfigError {
         /// The binding (slowest) rate, per second.
         rate_per_second: f64,
     },
+    /// A Redis URL that does not parse. The URL itself is not repeated: it may hold a
+    /// password.
+    #[error("the Redis URL does not parse")]
+    InvalidRedisUrl,
+    /// A Redis call timeout of zero would fail every call.
+    #[error("call_timeout must be greater than zero")]
+    ZeroCallTimeout,
+    /// A Redis-backed limiter needs at least one connection.
+    #[error("connections must be at least 1, got 0")]
+    ZeroConnections,
     /// `burst_size` was zero: no request could ever pass.
     #[error("burst_size must be at least 1, got 0")]
     ZeroBurst,
@@ -72,6 +82,21 @@ pub enum RateLimitError {
     /// A request for zero tokens is almost certainly a bug in the caller.
     #[error("requested 0 tokens; a request must take at least 1")]
     ZeroTokens,
+    /// The shared (Redis) bucket could not be reached in time and the failure policy is to
+    /// refuse. The message never contains the password.
+    #[error("rate limiter backend unavailable: {message}")]
+    Backend {
+        /// What went wrong.
+        message: String,
+    },
+    /// The request would have to wait longer than the configured maximum; nothing was taken.
+    #[error("waiting {wait:?} for tokens exceeds the maximum wait of {max_wait:?}")]
+    WaitTooLong {
+        /// How long the request would have waited.
+        wait: Duration,
+        /// The configured maximum.
+        max_wait: Duration,
+    },
     /// Waiting needs a tokio runtime with its timer enabled.
     #[error("waiting for tokens needs a tokio runtime with the time driver enabled")]
     NoRuntime,

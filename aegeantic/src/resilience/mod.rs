@@ -20,7 +20,9 @@ mod stream;
 
 pub use backoff::Backoff;
 pub use error::{ConfigError, RateLimitError, ResilienceError};
-pub use limiter::{Acquire, Acquired, RateLimitConfig, RateLimiter};
+pub use limiter::{Acquire, Acquired, Fallback, RateLimitConfig, RateLimiter};
+#[cfg(feature = "redis")]
+pub use limiter::{FailurePolicy, RedisOptions};
 pub use monitor::ResilienceMonitor;
 pub use retry::{RetryConfig, RetryConfigBuilder};
 pub use retry_on::RetryOn;

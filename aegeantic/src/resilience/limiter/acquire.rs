@@ -1,5 +1,6 @@
 //! The future returned by [`RateLimiter::acquire`].
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -20,6 +21,19 @@ pub struct Acquired {
     pub tokens_remaining: f64,
     /// How long the request waited; zero when the tokens were there.
     pub waited: Duration,
+    /// Set when a shared (Redis) bucket could not decide and the failure policy admitted
+    /// the request instead.
+    pub fallback: Option<Fallback>,
+}
+
+/// How a request was admitted when the shared (Redis) bucket could not decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Fallback {
+    /// Admitted unchecked, as the fail-open policy says.
+    FailOpen,
+    /// Admitted by the in-process bucket, as the local policy says.
+    Local,
 }
 
 /// Waits for tokens; see [`RateLimiter::acquire`]. Dropping it gives its place back.
@@ -58,10 +72,12 @@ pub(crate) struct Acquisition {
     state: State,
 }
 
-#[derive(Debug)]
 enum State {
     Start,
     Waiting(Wait),
+    /// A call to the Redis backend, which owns its handle.
+    #[cfg(feature = "redis")]
+    Remote(Pin<Box<dyn Future<Output = Result<Acquired, RateLimitError>> + Send>>),
     /// Polling a completed acquisition must not take tokens a second time.
     Done,
 }
@@ -85,8 +101,32 @@ impl Acquisition {
         }
     }
 
-    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn poll(
+        &mut self,
+        limiter: &RateLimiter,
+        operation_name: &str,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Acquired, RateLimitError>> {
+        #[cfg(feature = "redis")]
+        if matches!(self.state, State::Start) && limiter.is_redis() {
+            limiter.check(self.tokens)?;
+            let (limiter, tokens) = (limiter.clone(), self.tokens);
+            self.state = State::Remote(Box::pin(
+                async move { limiter.acquire_remote(tokens).await },
+            ));
+        }
+        #[cfg(feature = "redis")]
+        if let State::Remote(call) = &mut self.state {
+            let acquired = std::task::ready!(call.as_mut().poll(cx));
+            self.state = State::Done;
+            return Poll::Ready(acquired);
+        }
+        self.poll_local(limiter, operation_name, cx)
+    }
+
+    /// Acquires from the in-process bucket, whatever the limiter's backend.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn poll_local(
         &mut self,
         limiter: &RateLimiter,
         operation_name: &str,
@@ -95,6 +135,8 @@ impl Acquisition {
         let tokens = self.tokens;
         let wait = match &mut self.state {
             State::Done => return Poll::Pending,
+            #[cfg(feature = "redis")]
+            State::Remote(_) => unreachable!("remote acquisitions are polled by `poll`"),
             State::Waiting(wait) => wait,
             State::Start => {
                 self.state = State::Done;
@@ -150,6 +192,7 @@ impl Acquisition {
             tokens,
             tokens_remaining: limiter.finish(id, now),
             waited: Duration::from_nanos(now.saturating_sub(wait.booked_at)),
+            fallback: None,
         };
         self.state = State::Done;
         Poll::Ready(Ok(acquired))
@@ -161,6 +204,19 @@ fn granted_now(limiter: &RateLimiter, tokens: u32, tat: u64, now: u64) -> Acquir
         tokens,
         tokens_remaining: limiter.remaining(tat, now),
         waited: Duration::ZERO,
+        fallback: None,
+    }
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Start => f.write_str("Start"),
+            State::Waiting(wait) => f.debug_tuple("Waiting").field(wait).finish(),
+            #[cfg(feature = "redis")]
+            State::Remote(_) => f.write_str("Remote"),
+            State::Done => f.write_str("Done"),
+        }
     }
 }
 

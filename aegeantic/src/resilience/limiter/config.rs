@@ -68,16 +68,24 @@ impl RateLimitConfig {
         Ok(1e9 / interval as f64)
     }
 
-    /// Nanoseconds per token at the binding rate: rounded up to a whole microsecond, so that
-    /// rounding never admits more than the configured rate and every backend (Redis counts in
-    /// microseconds) computes the same instants.
+    /// Nanoseconds per token at the binding (slowest) window.
     pub(crate) fn emission_interval(&self) -> Result<u64, ConfigError> {
+        let slowest = self.window_intervals_us()?.into_iter().max();
+        Ok(slowest.expect("a valid config has a window") * 1000)
+    }
+
+    /// Microseconds per token of each configured window, after checking the config.
+    ///
+    /// Intervals are rounded up to a whole microsecond, so that rounding never admits more
+    /// than the configured rate and every backend (Redis counts in microseconds) computes
+    /// the same instants.
+    pub(crate) fn window_intervals_us(&self) -> Result<Vec<u64>, ConfigError> {
         let rates = [
             self.requests_per_second,
             self.requests_per_minute,
             self.requests_per_hour,
         ];
-        let mut slowest: Option<u64> = None;
+        let mut intervals = Vec::with_capacity(3);
         for ((field, window_us), rate) in WINDOWS.into_iter().zip(rates) {
             let Some(value) = rate else { continue };
             if !value.is_finite() || value <= 0.0 {
@@ -89,13 +97,14 @@ impl RateLimitConfig {
             if !(1.0..=1e12).contains(&interval_us) {
                 return Err(ConfigError::RateOutOfRange { field, value });
             }
-            let interval = interval_us.ceil() as u64 * 1000;
-            slowest = Some(slowest.map_or(interval, |s| s.max(interval)));
+            intervals.push(interval_us.ceil() as u64);
         }
-        let interval = slowest.ok_or(ConfigError::NoRate)?;
+        if intervals.is_empty() {
+            return Err(ConfigError::NoRate);
+        }
         if self.burst_size == 0 {
             return Err(ConfigError::ZeroBurst);
         }
-        Ok(interval)
+        Ok(intervals)
     }
 }

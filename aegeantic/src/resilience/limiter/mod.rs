@@ -2,15 +2,20 @@
 //!
 //! The split follows the concerns: `config.rs` says what a limit means, `gcra.rs` holds the
 //! arithmetic, `waiters.rs` the queue of sleeping requests, `acquire.rs` the future that
-//! waits. This file ties them to a clock and shares them between clones.
+//! waits, and `redis/` the backend that keeps the bucket in Redis. This file ties them to a
+//! clock and shares them between clones.
 
 mod acquire;
 mod config;
 mod gcra;
+#[cfg(feature = "redis")]
+mod redis;
 mod waiters;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{FailurePolicy, RedisOptions};
 pub(crate) use acquire::Acquisition;
-pub use acquire::{Acquire, Acquired};
+pub use acquire::{Acquire, Acquired, Fallback};
 pub use config::RateLimitConfig;
 
 use std::fmt;
@@ -52,9 +57,9 @@ use super::{ConfigError, RateLimitError};
 /// })?;
 ///
 /// limiter.acquire(1, "api_call").await?;
-/// assert!(limiter.try_acquire(1)?);
-/// assert!(!limiter.try_acquire(1)?); // empty until the next refill
-/// assert!(limiter.try_acquire(3).is_err()); // can never fit in a bucket of 2
+/// assert!(limiter.try_acquire(1).await?);
+/// assert!(!limiter.try_acquire(1).await?); // empty until the next refill
+/// assert!(limiter.try_acquire(3).await.is_err()); // can never fit in a bucket of 2
 /// # Ok(())
 /// # }
 /// ```
@@ -73,6 +78,10 @@ struct Shared {
     tat: AtomicU64,
     /// Taken only by requests that must wait and by waiters that give up.
     waiters: Mutex<Waiters>,
+    /// Where the bucket lives when it is shared through Redis; the in-process bucket then
+    /// serves only as the fallback of [`FailurePolicy::Local`].
+    #[cfg(feature = "redis")]
+    redis: Option<self::redis::RedisBackend>,
 }
 
 /// What a request that may wait got.
@@ -90,6 +99,25 @@ impl RateLimiter {
     /// No rate configured, a rate that is zero, negative, NaN, infinite or out of range, or
     /// a zero `burst_size`.
     pub fn new(config: RateLimitConfig) -> Result<Self, ConfigError> {
+        Self::build(
+            config,
+            #[cfg(feature = "redis")]
+            None,
+        )
+    }
+
+    #[cfg(feature = "redis")]
+    fn with_redis(
+        config: RateLimitConfig,
+        backend: self::redis::RedisBackend,
+    ) -> Result<Self, ConfigError> {
+        Self::build(config, Some(backend))
+    }
+
+    fn build(
+        config: RateLimitConfig,
+        #[cfg(feature = "redis")] redis: Option<self::redis::RedisBackend>,
+    ) -> Result<Self, ConfigError> {
         let gcra = Gcra::new(&config)?;
         Ok(RateLimiter {
             shared: Arc::new(Shared {
@@ -98,6 +126,8 @@ impl RateLimiter {
                 epoch: Instant::now(),
                 tat: AtomicU64::new(0),
                 waiters: Mutex::new(Waiters::default()),
+                #[cfg(feature = "redis")]
+                redis,
             }),
         })
     }
@@ -125,20 +155,41 @@ impl RateLimiter {
     /// Takes `tokens` tokens if they are available now; never waits.
     ///
     /// Returns `Ok(false)` when the bucket is short or earlier requests are still waiting:
-    /// a caller that does not queue never takes tokens that a queued one is owed.
+    /// a caller that does not queue never takes tokens that a queued one is owed. With the
+    /// in-process bucket the future is ready at once; with Redis it makes one call.
     ///
     /// # Errors
-    /// As [`acquire`](RateLimiter::acquire), for requests that could never succeed.
-    pub fn try_acquire(&self, tokens: u32) -> Result<bool, RateLimitError> {
+    /// As [`acquire`](RateLimiter::acquire), for requests that could never succeed, and a
+    /// Redis failure under [`FailurePolicy::FailClosed`].
+    pub async fn try_acquire(&self, tokens: u32) -> Result<bool, RateLimitError> {
         self.check(tokens)?;
-        Ok(self.try_take(tokens, self.now()).is_some())
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.shared.redis {
+            return match redis.try_acquire(tokens).await? {
+                self::redis::Remote::Answer(admitted) => Ok(admitted),
+                self::redis::Remote::Fallback(Fallback::FailOpen) => Ok(true),
+                self::redis::Remote::Fallback(Fallback::Local) => Ok(self.try_take_now(tokens)),
+            };
+        }
+        Ok(self.try_take_now(tokens))
     }
 
     /// Tokens in the bucket now, refill included. Tokens promised to queued waiters are
     /// not available, so this is 0 while anyone waits.
+    ///
+    /// With Redis this is an estimate: the count of the last reply plus the refill since,
+    /// blind to what other processes took meanwhile.
     pub fn tokens_available(&self) -> f64 {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.shared.redis {
+            return redis.tokens_available();
+        }
         let tat = self.shared.tat.load(Ordering::Relaxed);
         self.shared.gcra.tokens(tat, self.now()).max(0.0)
+    }
+
+    fn try_take_now(&self, tokens: u32) -> bool {
+        self.try_take(tokens, self.now()).is_some()
     }
 
     fn check(&self, tokens: u32) -> Result<(), RateLimitError> {

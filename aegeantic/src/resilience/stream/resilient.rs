@@ -192,6 +192,7 @@ fn rate_limit_event<F, S>(this: &Projection<'_, F, S>, acquired: Acquired) -> Ra
         acquired_at: now,
         tokens_remaining: acquired.tokens_remaining,
         waited: acquired.waited,
+        fallback: acquired.fallback,
         step_id: this.step_id.clone(),
         timestamp: now,
     };

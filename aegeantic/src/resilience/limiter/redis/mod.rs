@@ -1,0 +1,302 @@
+//! The Redis backend: one limit shared by every process that names the same key.
+//!
+//! The bucket lives in Redis and is checked and charged by one Lua script (`gcra.lua`), so
+//! concurrent clients never race, and time comes from the Redis server's clock, so client
+//! clocks never matter. A request that must wait does not poll: the script books its slot
+//! and says how long to sleep, and the caller sleeps once. That makes one Redis call per
+//! admitted request whatever the contention, and serves requests in the order their calls
+//! reach Redis, across all processes.
+
+mod connection;
+
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use self::connection::{Connection, Reply};
+use super::{Acquired, Acquisition, Fallback, RateLimitConfig, RateLimiter};
+use crate::resilience::{ConfigError, RateLimitError};
+
+/// What a Redis-backed limiter does when Redis cannot answer in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum FailurePolicy {
+    /// Refuse: the request fails with [`RateLimitError::Backend`].
+    #[default]
+    FailClosed,
+    /// Admit without limiting.
+    FailOpen,
+    /// Limit with an in-process bucket of the same configuration until Redis is back.
+    Local,
+}
+
+/// Settings of a Redis-backed limiter beyond its [`RateLimitConfig`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// What to do when Redis is down, slow or refuses (default: fail closed).
+    pub failure_policy: FailurePolicy,
+    /// The longest a Redis call may take, connecting included (default 250 ms). A call that
+    /// times out may still have been charged on the server; it is never refunded.
+    pub call_timeout: Duration,
+    /// The longest an `acquire` may wait for its slot; a request that would wait longer
+    /// fails at once with [`RateLimitError::WaitTooLong`] and takes nothing (default: none).
+    pub max_wait: Option<Duration>,
+    /// How many multiplexed connections the limiter spreads its calls over (default 4).
+    pub connections: usize,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            failure_policy: FailurePolicy::FailClosed,
+            call_timeout: Duration::from_millis(250),
+            max_wait: None,
+            connections: 4,
+        }
+    }
+}
+
+impl RedisOptions {
+    /// Sets the failure policy.
+    #[must_use]
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failure_policy = policy;
+        self
+    }
+
+    /// Sets the per-call timeout.
+    #[must_use]
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Sets the longest wait an `acquire` accepts.
+    #[must_use]
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = Some(max_wait);
+        self
+    }
+
+    /// Sets how many connections the limiter uses.
+    #[must_use]
+    pub fn connections(mut self, connections: usize) -> Self {
+        self.connections = connections;
+        self
+    }
+}
+
+/// Redis's answer, or the fallback the failure policy chose when Redis had none.
+pub(crate) enum Remote<T> {
+    Answer(T),
+    Fallback(Fallback),
+}
+
+/// The state behind a Redis-backed [`RateLimiter`].
+pub(crate) struct RedisBackend {
+    connection: Connection,
+    /// Per window: emission interval and tolerance, in microseconds.
+    windows: Vec<(u64, u64)>,
+    /// Microseconds per token of the slowest window, for the local estimate.
+    slowest_us: u64,
+    burst: u32,
+    options: RedisOptions,
+    /// The last remaining-token count Redis reported, and when.
+    last_seen: Mutex<(f64, Instant)>,
+}
+
+/// Reservations are bounded only by what a double counts exactly.
+const UNBOUNDED_WAIT_US: u64 = 1 << 52;
+
+impl RedisBackend {
+    pub(crate) fn new(
+        url: &str,
+        key: &str,
+        config: &RateLimitConfig,
+        options: RedisOptions,
+    ) -> Result<Self, ConfigError> {
+        let intervals = config.window_intervals_us()?;
+        if options.call_timeout.is_zero() {
+            return Err(ConfigError::ZeroCallTimeout);
+        }
+        if options.connections == 0 {
+            return Err(ConfigError::ZeroConnections);
+        }
+        let burst = u64::from(config.burst_size);
+        let windows = intervals.iter().map(|&t| (t, t * burst)).collect();
+        Ok(RedisBackend {
+            connection: Connection::new(url, key, options.call_timeout, options.connections)?,
+            windows,
+            slowest_us: intervals.into_iter().max().unwrap_or(1),
+            burst: config.burst_size,
+            options,
+            last_seen: Mutex::new((f64::from(config.burst_size), Instant::now())),
+        })
+    }
+
+    /// Books `tokens` and sleeps until the slot, or says which fallback to use.
+    pub(crate) async fn acquire(&self, tokens: u32) -> Result<Remote<Acquired>, RateLimitError> {
+        let started = Instant::now();
+        let max_wait_us = self.options.max_wait.map_or(UNBOUNDED_WAIT_US, |wait| {
+            wait.as_micros().min(u128::from(UNBOUNDED_WAIT_US)) as u64
+        });
+        let reply = match self.call(tokens, max_wait_us, None).await {
+            Ok(reply) => reply,
+            Err(error) => return self.fall_back(error).map(Remote::Fallback),
+        };
+        if !reply.admitted {
+            return Err(RateLimitError::WaitTooLong {
+                wait: Duration::from_micros(reply.wait_us),
+                max_wait: self.options.max_wait.unwrap_or(Duration::MAX),
+            });
+        }
+        if reply.wait_us > 0 {
+            // Counted from the reply, which left the server after its `now`: the caller
+            // never proceeds before the slot the script booked.
+            tokio::time::sleep(Duration::from_micros(reply.wait_us)).await;
+        }
+        Ok(Remote::Answer(Acquired {
+            tokens,
+            tokens_remaining: reply.remaining,
+            waited: started.elapsed(),
+            fallback: None,
+        }))
+    }
+
+    /// Takes `tokens` if Redis has them now, or says which fallback to use.
+    pub(crate) async fn try_acquire(&self, tokens: u32) -> Result<Remote<bool>, RateLimitError> {
+        match self.call(tokens, 0, None).await {
+            Ok(reply) => Ok(Remote::Answer(reply.admitted)),
+            Err(error) => self.fall_back(error).map(Remote::Fallback),
+        }
+    }
+
+    /// The tokens Redis last reported plus the refill since, capped at the burst: an
+    /// estimate, since other processes' takes are unseen until the next call.
+    pub(crate) fn tokens_available(&self) -> f64 {
+        let (remaining, at) = *self
+            .last_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let refill = at.elapsed().as_micros() as f64 / self.slowest_us as f64;
+        (remaining + refill).min(f64::from(self.burst))
+    }
+
+    /// A decision at a caller-chosen `now` (microseconds since the script's epoch), for
+    /// deterministic tests against the in-memory limiter.
+    #[cfg(test)]
+    pub(crate) async fn try_acquire_at(
+        &self,
+        tokens: u32,
+        now_us: u64,
+    ) -> Result<Reply, redis::RedisError> {
+        self.call(tokens, 0, Some(now_us)).await
+    }
+
+    async fn call(
+        &self,
+        tokens: u32,
+        max_wait_us: u64,
+        now_us: Option<u64>,
+    ) -> Result<Reply, redis::RedisError> {
+        let reply = self
+            .connection
+            .gcra(tokens, max_wait_us, now_us, &self.windows)
+            .await?;
+        *self
+            .last_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = (reply.remaining, Instant::now());
+        Ok(reply)
+    }
+
+    /// Applies the failure policy to a Redis error: the fallback to use, or the error to
+    /// return. Either way it is recorded.
+    fn fall_back(&self, error: redis::RedisError) -> Result<Fallback, RateLimitError> {
+        let message = self.connection.describe(&error);
+        let fallback = match self.options.failure_policy {
+            FailurePolicy::FailClosed => None,
+            FailurePolicy::FailOpen => Some(Fallback::FailOpen),
+            FailurePolicy::Local => Some(Fallback::Local),
+        };
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            redis = %self.connection,
+            error = %message,
+            fallback = ?fallback,
+            "rate limit: redis unavailable"
+        );
+        fallback.ok_or(RateLimitError::Backend { message })
+    }
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("redis", &format_args!("{}", self.connection))
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// A limiter whose bucket lives in Redis under `key`, shared by every process that uses
+    /// the same URL, key and config.
+    ///
+    /// Nothing connects yet: the connection is made on first use and remade on its own
+    /// after failures, so a limiter can be created while Redis is down. The URL may carry
+    /// a password; it never appears in errors, `Debug` output or logs.
+    ///
+    /// # Errors
+    /// A bad config (as [`RateLimiter::new`]) or an unparsable URL.
+    pub fn redis(url: &str, key: &str, config: RateLimitConfig) -> Result<Self, ConfigError> {
+        Self::redis_with(url, key, config, RedisOptions::default())
+    }
+
+    /// [`RateLimiter::redis`] with explicit [`RedisOptions`].
+    ///
+    /// # Errors
+    /// As [`RateLimiter::redis`], and a zero call timeout.
+    pub fn redis_with(
+        url: &str,
+        key: &str,
+        config: RateLimitConfig,
+        options: RedisOptions,
+    ) -> Result<Self, ConfigError> {
+        let backend = RedisBackend::new(url, key, &config, options)?;
+        RateLimiter::with_redis(config, backend)
+    }
+
+    pub(super) fn is_redis(&self) -> bool {
+        self.shared.redis.is_some()
+    }
+
+    /// Acquires through Redis, applying the failure policy when Redis cannot answer.
+    pub(super) async fn acquire_remote(&self, tokens: u32) -> Result<Acquired, RateLimitError> {
+        let redis = self.shared.redis.as_ref().expect("a Redis-backed limiter");
+        let fallback = match redis.acquire(tokens).await? {
+            Remote::Answer(acquired) => return Ok(acquired),
+            Remote::Fallback(fallback) => fallback,
+        };
+        let mut acquired = match fallback {
+            Fallback::FailOpen => Acquired {
+                tokens,
+                tokens_remaining: 0.0,
+                waited: Duration::ZERO,
+                fallback: None,
+            },
+            Fallback::Local => {
+                let mut local = Acquisition::new(tokens);
+                std::future::poll_fn(|cx| local.poll_local(self, "redis-fallback", cx)).await?
+            }
+        };
+        acquired.fallback = Some(fallback);
+        Ok(acquired)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,321 @@
+//! The Redis-backed limiter against a real redis-server on loopback (real time).
+#![cfg(feature = "redis")]
+
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aegeantic::resilience::{
+    rate_limited_stream, FailurePolicy, Fallback, RateLimitConfig, RateLimitError, RateLimiter,
+    RedisOptions, Resilient,
+};
+use futures::StreamExt;
+use redis_server::RedisServer;
+use tokio::time::Instant;
+
+fn config(per_second: f64, burst: u32) -> RateLimitConfig {
+    RateLimitConfig {
+        requests_per_second: Some(per_second),
+        burst_size: burst,
+        ..RateLimitConfig::default()
+    }
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+const SHARED: RateLimitConfig = RateLimitConfig {
+    requests_per_second: Some(100.0),
+    requests_per_minute: Some(6000.0),
+    requests_per_hour: None,
+    burst_size: 20,
+};
+const PROCESSES: usize = 4;
+const TASKS: usize = 16;
+const RUN: Duration = Duration::from_secs(10);
+const CHILD_ENV: &str = "AEGEANTIC_REDIS_CHILD";
+
+/// Not a test of its own: the entry point of the worker processes that
+/// `four_processes_share_one_limit` starts by running this binary again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_child_process_entry() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (url, key) = spec.split_once('|').unwrap();
+    let limiter = RateLimiter::redis(url, key, SHARED).unwrap();
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                let mut grants = Vec::new();
+                while start.elapsed() < RUN {
+                    limiter.acquire(1, "child").await.unwrap();
+                    grants.push(unix_micros());
+                }
+                grants
+            })
+        })
+        .collect();
+    for task in tasks {
+        for grant in task.await.unwrap() {
+            println!("GRANT {grant}");
+        }
+    }
+}
+
+#[test]
+fn four_processes_share_one_limit() {
+    let server = RedisServer::start();
+    server.command("CONFIG RESETSTAT");
+    let spec = format!("{}|fleet", server.url());
+    let started = unix_micros();
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "redis_child_process_entry", "--nocapture"])
+                .env(CHILD_ENV, &spec)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut per_process = Vec::new();
+    let mut last = started;
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        let grants: Vec<u64> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.strip_prefix("GRANT "))
+            .map(|t| t.parse().unwrap())
+            .collect();
+        last = last.max(grants.iter().copied().max().unwrap_or(started));
+        per_process.push(grants.len());
+    }
+    let total: usize = per_process.iter().sum();
+    // Every grant lies in [started, last]: the bucket allows at most burst + rate · span.
+    let span = (last - started) as f64 / 1e6;
+    let allowed = 20.0 + 100.0 * span;
+    let ideal = 20.0 + 100.0 * RUN.as_secs_f64();
+    let stats = server.command("INFO commandstats");
+    let calls: f64 = ["cmdstat_evalsha:calls=", "cmdstat_eval:calls="]
+        .iter()
+        .filter_map(|prefix| stats.split(prefix).nth(1))
+        .map(|rest| rest.split(',').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    println!(
+        "{total} grants in {span:.2}s (allowed {allowed:.0}, ideal {ideal:.0}); per process {per_process:?}; {:.3} Redis calls per grant",
+        calls / total as f64
+    );
+    assert!(total as f64 <= allowed, "{total} > {allowed}");
+    assert!(total as f64 >= 0.95 * ideal, "{total} < 95% of {ideal}");
+    for &n in &per_process {
+        assert!(
+            n as f64 >= 0.15 * total as f64,
+            "a process starved: {per_process:?}"
+        );
+    }
+    assert!(
+        calls / (total as f64) <= 1.2,
+        "{calls} calls for {total} grants"
+    );
+}
+
+#[tokio::test]
+async fn limits_like_the_in_memory_bucket_and_streams_unchanged() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::redis(&server.url(), "basic", config(10.0, 3)).unwrap();
+    assert!(limiter.try_acquire(2).await.unwrap());
+    assert!(limiter.try_acquire(1).await.unwrap());
+    assert!(!limiter.try_acquire(1).await.unwrap());
+    assert_eq!(
+        limiter.try_acquire(4).await,
+        Err(RateLimitError::InsufficientCapacity {
+            requested: 4,
+            burst: 3
+        })
+    );
+    // The next token is ~100 ms away: acquire sleeps for it, once.
+    let got = limiter.acquire(1, "op").await.unwrap();
+    assert!(got.waited >= Duration::from_millis(50), "{got:?}");
+    assert!(got.waited < Duration::from_millis(1000), "{got:?}");
+    assert_eq!(got.fallback, None);
+
+    let items: Vec<_> = rate_limited_stream(
+        || futures::stream::iter([Ok::<_, std::io::Error>(1), Ok(2)]),
+        limiter.clone(),
+        "stream",
+    )
+    .map(Result::unwrap)
+    .collect()
+    .await;
+    assert!(matches!(items[0], Resilient::RateLimit(_)));
+    assert_eq!(items.len(), 3);
+}
+
+#[tokio::test]
+async fn a_wait_past_max_wait_fails_at_once_and_takes_nothing() {
+    let server = RedisServer::start();
+    let options = RedisOptions::default().max_wait(Duration::from_millis(150));
+    let limiter =
+        RateLimiter::redis_with(&server.url(), "bounded", config(2.0, 1), options).unwrap();
+    limiter.acquire(1, "first").await.unwrap();
+    let start = Instant::now();
+    // The next token is 500 ms away.
+    let error = limiter.acquire(1, "second").await.unwrap_err();
+    assert!(
+        matches!(error, RateLimitError::WaitTooLong { wait, .. } if wait > Duration::from_millis(300)),
+        "{error:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(300),
+        "refused without waiting"
+    );
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    assert!(
+        limiter.try_acquire(1).await.unwrap(),
+        "the refused request booked nothing"
+    );
+}
+
+async fn outage(policy: FailurePolicy) {
+    let mut server = RedisServer::start();
+    let options = RedisOptions::default()
+        .failure_policy(policy)
+        .call_timeout(Duration::from_millis(200));
+    let limiter =
+        RateLimiter::redis_with(&server.url(), "outage", config(5.0, 2), options).unwrap();
+    assert_eq!(limiter.acquire(1, "up").await.unwrap().fallback, None);
+
+    server.kill();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(2), limiter.acquire(1, "down"))
+            .await
+            .expect("no hang past the call timeout");
+        let fast = start.elapsed() < Duration::from_millis(800);
+        match policy {
+            FailurePolicy::FailClosed => {
+                assert!(
+                    matches!(result, Err(RateLimitError::Backend { .. })),
+                    "{result:?}"
+                );
+                assert!(fast);
+            }
+            FailurePolicy::FailOpen => {
+                assert_eq!(result.unwrap().fallback, Some(Fallback::FailOpen));
+                assert!(fast);
+            }
+            FailurePolicy::Local => {
+                assert_eq!(result.unwrap().fallback, Some(Fallback::Local));
+            }
+        }
+    }
+    if policy == FailurePolicy::Local {
+        // The local bucket (burst 2, 5/s) really limits: three grants took at least ~200 ms.
+        assert!(!limiter.try_acquire(2).await.unwrap());
+    }
+
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let result = limiter.acquire(1, "back").await;
+        if matches!(&result, Ok(acquired) if acquired.fallback.is_none()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "admission did not resume: {result:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_down_fail_closed() {
+    outage(FailurePolicy::FailClosed).await;
+}
+
+#[tokio::test]
+async fn redis_down_fail_open() {
+    outage(FailurePolicy::FailOpen).await;
+}
+
+#[tokio::test]
+async fn redis_down_local_fallback() {
+    outage(FailurePolicy::Local).await;
+}
+
+#[tokio::test]
+async fn a_limiter_can_be_created_while_redis_is_down() {
+    let mut server = RedisServer::start();
+    server.kill();
+    let limiter = RateLimiter::redis(&server.url(), "late", config(5.0, 2)).unwrap();
+    assert!(matches!(
+        limiter.acquire(1, "op").await,
+        Err(RateLimitError::Backend { .. })
+    ));
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while limiter.try_acquire(1).await.is_err() {
+        assert!(Instant::now() < deadline, "never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn idle_keys_expire() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::redis(&server.url(), "idle", config(10.0, 1)).unwrap();
+    limiter.acquire(1, "op").await.unwrap();
+    assert!(server.command("EXISTS aegeantic:{idle}").contains(":1"));
+    let ttl: i64 = server
+        .command("PTTL aegeantic:{idle}")
+        .trim()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!((0..=1100).contains(&ttl), "ttl {ttl} ms");
+    tokio::time::sleep(Duration::from_millis(ttl as u64 + 200)).await;
+    assert!(server.command("EXISTS aegeantic:{idle}").contains(":0"));
+}
+
+#[tokio::test]
+async fn survives_a_script_flush() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::redis(&server.url(), "flush", config(100.0, 10)).unwrap();
+    assert!(limiter.try_acquire(1).await.unwrap());
+    server.command("SCRIPT FLUSH");
+    assert!(
+        limiter.try_acquire(1).await.unwrap(),
+        "reloaded on NOSCRIPT"
+    );
+}
+
+#[tokio::test]
+async fn the_password_never_shows() {
+    let server = RedisServer::start_with_password("right-secret-41");
+    let wrong = format!("redis://:wrong-secret-42@127.0.0.1:{}/", server.port);
+    let limiter = RateLimiter::redis(&wrong, "auth", config(5.0, 2)).unwrap();
+    let error = limiter.acquire(1, "op").await.unwrap_err();
+    let shown = format!("{error} {error:?} {limiter:?}");
+    assert!(matches!(error, RateLimitError::Backend { .. }));
+    assert!(!shown.contains("wrong-secret-42"), "{shown}");
+
+    let right = RateLimiter::redis(&server.url(), "auth", config(5.0, 2)).unwrap();
+    assert!(right.try_acquire(1).await.unwrap());
+    assert!(!format!("{right:?}").contains("right-secret-41"));
+
+    let unparsable =
+        RateLimiter::redis("redis://:hidden-43@[::1", "x", config(5.0, 2)).unwrap_err();
+    assert!(!format!("{unparsable} {unparsable:?}").contains("hidden-43"));
+}
