@@ -16,6 +16,8 @@ use plotters::prelude::*;
 use sim::{simulate, Outcome, Strategy};
 
 const TRIALS: u32 = 100;
+
+type Metric = fn(&Outcome) -> f64;
 const SEED: u64 = 2015;
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -70,11 +72,12 @@ fn chart(out: &PathBuf, sizes: &[usize], results: &[Vec<Outcome>]) -> Result<(),
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(600);
     let colors = [BLACK, RED, BLUE, GREEN, MAGENTA];
-    let panels: [(&DrawingArea<_, _>, &str, fn(&Outcome) -> f64); 2] = [
-        (&left, "total calls", |o| o.calls),
-        (&right, "completion time (s)", |o| o.completion),
-    ];
-    for (area, label, metric) in panels {
+    let calls: Metric = |o| o.calls;
+    let completion: Metric = |o| o.completion;
+    for (area, label, metric) in [
+        (&left, "total calls", calls),
+        (&right, "completion time (s)", completion),
+    ] {
         let top = results.iter().flatten().map(metric).fold(0.0, f64::max);
         let mut chart = ChartBuilder::on(area)
             .caption(label, ("sans-serif", 20))
