@@ -61,6 +61,23 @@ pub enum ConfigError {
     /// A Redis-backed limiter needs at least one connection.
     #[error("connections must be at least 1, got 0")]
     ZeroConnections,
+    /// A jitter fraction outside `[0, 1]`.
+    #[error("a proportional jitter must lie in [0, 1], got {0}")]
+    InvalidJitter(f64),
+    /// A retry budget parameter out of range.
+    #[error("retry budget {field} is out of range: {value}")]
+    InvalidRetryBudget {
+        /// The parameter at fault.
+        field: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// A circuit breaker setting that cannot work.
+    #[error("circuit breaker {field} is out of range")]
+    InvalidCircuitBreaker {
+        /// The setting at fault.
+        field: &'static str,
+    },
     /// `burst_size` was zero: no request could ever pass.
     #[error("burst_size must be at least 1, got 0")]
     ZeroBurst,

@@ -11,7 +11,10 @@
 //! | `error`       | [`ConfigError`], [`RateLimitError`], [`ResilienceError`]    |
 
 mod backoff;
+mod breaker;
+mod budget;
 mod error;
+mod jitter;
 mod limiter;
 mod monitor;
 mod retry;
@@ -19,7 +22,12 @@ mod retry_on;
 mod stream;
 
 pub use backoff::Backoff;
+pub use breaker::{
+    Call, CircuitBreaker, CircuitBreakerConfig, CircuitOpen, CircuitState, Transition,
+};
+pub use budget::RetryBudget;
 pub use error::{ConfigError, RateLimitError, ResilienceError};
+pub use jitter::Jitter;
 pub use limiter::{Acquire, Acquired, Fallback, RateLimitConfig, RateLimiter};
 #[cfg(feature = "redis")]
 pub use limiter::{FailurePolicy, RedisOptions};

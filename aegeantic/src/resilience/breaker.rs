@@ -1,0 +1,342 @@
+//! A circuit breaker: stop calling an upstream that keeps failing, probe it now and then,
+//! and resume when it answers again.
+//!
+//! * **Closed**: calls go through; the outcomes of the last `window` calls are kept. Once at
+//!   least `minimum_calls` are in and the failure ratio reaches `failure_ratio`, it opens.
+//! * **Open**: calls fail at once, without touching the upstream, for `open_duration`.
+//! * **Half-open**: up to `half_open_probes` calls go through as probes. If all succeed it
+//!   closes with a fresh window; one failure opens it again.
+//!
+//! A call slower than `slow_call` counts as a failure even when it succeeds: an upstream
+//! that answers in a minute is not healthy.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::ConfigError;
+
+/// Where a breaker stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum CircuitState {
+    /// Calls go through.
+    Closed,
+    /// Calls fail fast.
+    Open,
+    /// A few probe calls go through.
+    HalfOpen,
+}
+
+/// A change of a breaker's state.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Transition {
+    /// The state before.
+    pub from: CircuitState,
+    /// The state after.
+    pub to: CircuitState,
+    /// The failure ratio of the window that caused it, when a window did.
+    pub failure_ratio: Option<f64>,
+}
+
+/// The settings of a [`CircuitBreaker`].
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct CircuitBreakerConfig {
+    /// Failures over calls in the window at which the breaker opens (default 0.5).
+    pub failure_ratio: f64,
+    /// How many recent calls the window holds (default 20).
+    pub window: usize,
+    /// Calls needed in the window before the ratio counts (default 10).
+    pub minimum_calls: usize,
+    /// How long the breaker stays open before probing (default 30 s).
+    pub open_duration: Duration,
+    /// Probe calls let through when half-open (default 3).
+    pub half_open_probes: u32,
+    /// Calls at least this slow count as failures (default: none).
+    pub slow_call: Option<Duration>,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        CircuitBreakerConfig {
+            failure_ratio: 0.5,
+            window: 20,
+            minimum_calls: 10,
+            open_duration: Duration::from_secs(30),
+            half_open_probes: 3,
+            slow_call: None,
+        }
+    }
+}
+
+impl CircuitBreakerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field| Err(ConfigError::InvalidCircuitBreaker { field });
+        if !(self.failure_ratio > 0.0 && self.failure_ratio <= 1.0) {
+            return invalid("failure_ratio");
+        }
+        if self.window == 0 {
+            return invalid("window");
+        }
+        if self.minimum_calls == 0 || self.minimum_calls > self.window {
+            return invalid("minimum_calls");
+        }
+        if self.open_duration.is_zero() {
+            return invalid("open_duration");
+        }
+        if self.half_open_probes == 0 {
+            return invalid("half_open_probes");
+        }
+        if self.slow_call.is_some_and(|slow| slow.is_zero()) {
+            return invalid("slow_call");
+        }
+        Ok(())
+    }
+}
+
+/// The breaker refused a call: it is open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("circuit open: upstream failing; next probe in {retry_in:?}")]
+pub struct CircuitOpen {
+    /// How long until the breaker lets a probe through.
+    pub retry_in: Duration,
+}
+
+/// A circuit breaker shared by cloning: every stream holding a clone feeds and obeys the
+/// same state.
+///
+/// ```
+/// use std::time::Duration;
+/// use aegeantic::resilience::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let breaker = CircuitBreaker::new(CircuitBreakerConfig {
+///     window: 4,
+///     minimum_calls: 4,
+///     ..CircuitBreakerConfig::default()
+/// })?;
+/// for _ in 0..4 {
+///     let (call, _) = breaker.try_call()?;
+///     call.failure();
+/// }
+/// assert_eq!(breaker.state(), CircuitState::Open);
+/// assert!(breaker.try_call().is_err());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct CircuitBreaker {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: CircuitBreakerConfig,
+    state: Mutex<Breaker>,
+}
+
+#[derive(Debug)]
+struct Breaker {
+    state: CircuitState,
+    /// Outcomes of recent calls, `true` for a failure.
+    window: VecDeque<bool>,
+    failures: usize,
+    open_until: Instant,
+    probes_started: u32,
+    probes_succeeded: u32,
+    /// Bumped on every transition, so that a call started in one period cannot change
+    /// the state of a later one.
+    generation: u64,
+}
+
+/// Permission for one call. Report how it went with [`success`](Call::success) or
+/// [`failure`](Call::failure); dropping it unreported counts for nothing (a cancelled call
+/// says nothing about the upstream) and frees its probe slot.
+#[derive(Debug)]
+#[must_use = "report the call's outcome, or drop the permit if it was cancelled"]
+pub struct Call {
+    breaker: CircuitBreaker,
+    started: Instant,
+    generation: u64,
+    probe: bool,
+    reported: bool,
+}
+
+impl CircuitBreaker {
+    /// A closed breaker.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidCircuitBreaker`] naming the field: a ratio outside `(0, 1]`,
+    /// an empty window, `minimum_calls` of 0 or above the window, a zero open duration,
+    /// zero probes or a zero slow-call threshold.
+    pub fn new(config: CircuitBreakerConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let window = VecDeque::with_capacity(config.window);
+        Ok(CircuitBreaker {
+            shared: Arc::new(Shared {
+                config,
+                state: Mutex::new(Breaker {
+                    state: CircuitState::Closed,
+                    window,
+                    failures: 0,
+                    open_until: Instant::now(),
+                    probes_started: 0,
+                    probes_succeeded: 0,
+                    generation: 0,
+                }),
+            }),
+        })
+    }
+
+    /// The state now (an open breaker whose time is up reads as half-open).
+    pub fn state(&self) -> CircuitState {
+        let breaker = self.lock();
+        if breaker.state == CircuitState::Open && Instant::now() >= breaker.open_until {
+            CircuitState::HalfOpen
+        } else {
+            breaker.state
+        }
+    }
+
+    /// Asks to make a call. Returns the permit, and the transition this caused (an open
+    /// breaker whose time is up turns half-open).
+    ///
+    /// # Errors
+    /// [`CircuitOpen`] while open, or while half-open with all probes out.
+    pub fn try_call(&self) -> Result<(Call, Option<Transition>), CircuitOpen> {
+        let now = Instant::now();
+        let mut breaker = self.lock();
+        let mut transition = None;
+        if breaker.state == CircuitState::Open {
+            if now < breaker.open_until {
+                return Err(CircuitOpen {
+                    retry_in: breaker.open_until - now,
+                });
+            }
+            transition = Some(breaker.enter(CircuitState::HalfOpen, None));
+        }
+        let probe = breaker.state == CircuitState::HalfOpen;
+        if probe {
+            if breaker.probes_started >= self.shared.config.half_open_probes {
+                return Err(CircuitOpen {
+                    retry_in: Duration::ZERO,
+                });
+            }
+            breaker.probes_started += 1;
+        }
+        let call = Call {
+            breaker: self.clone(),
+            started: now,
+            generation: breaker.generation,
+            probe,
+            reported: false,
+        };
+        Ok((call, transition))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CircuitBreakerConfig {
+        &self.shared.config
+    }
+
+    fn record(&self, call: &Call, failed: bool) -> Option<Transition> {
+        let config = &self.shared.config;
+        let slow = config
+            .slow_call
+            .is_some_and(|slow| call.started.elapsed() >= slow);
+        let failed = failed || slow;
+        let mut breaker = self.lock();
+        if breaker.generation != call.generation {
+            return None;
+        }
+        match breaker.state {
+            CircuitState::HalfOpen if failed => Some(breaker.open(config, None)),
+            CircuitState::HalfOpen => {
+                breaker.probes_succeeded += 1;
+                (breaker.probes_succeeded >= config.half_open_probes)
+                    .then(|| breaker.enter(CircuitState::Closed, None))
+            }
+            CircuitState::Closed => {
+                if breaker.window.len() == config.window && breaker.window.pop_front() == Some(true)
+                {
+                    breaker.failures -= 1;
+                }
+                breaker.window.push_back(failed);
+                breaker.failures += usize::from(failed);
+                let calls = breaker.window.len();
+                let ratio = breaker.failures as f64 / calls as f64;
+                (calls >= config.minimum_calls && ratio >= config.failure_ratio)
+                    .then(|| breaker.open(config, Some(ratio)))
+            }
+            CircuitState::Open => None,
+        }
+    }
+
+    /// A probe permit dropped unreported gives its slot back.
+    fn release(&self, call: &Call) {
+        let mut breaker = self.lock();
+        if call.probe && breaker.generation == call.generation {
+            breaker.probes_started -= 1;
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Breaker> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Breaker {
+    fn open(&mut self, config: &CircuitBreakerConfig, ratio: Option<f64>) -> Transition {
+        self.open_until = Instant::now() + config.open_duration;
+        self.enter(CircuitState::Open, ratio)
+    }
+
+    fn enter(&mut self, to: CircuitState, failure_ratio: Option<f64>) -> Transition {
+        let from = self.state;
+        self.state = to;
+        self.generation += 1;
+        self.window.clear();
+        self.failures = 0;
+        self.probes_started = 0;
+        self.probes_succeeded = 0;
+        Transition {
+            from,
+            to,
+            failure_ratio,
+        }
+    }
+}
+
+impl Call {
+    /// The call succeeded (it still counts as a failure if slower than `slow_call`).
+    pub fn success(mut self) -> Option<Transition> {
+        self.reported = true;
+        self.breaker.record(&self, false)
+    }
+
+    /// The call failed.
+    pub fn failure(mut self) -> Option<Transition> {
+        self.reported = true;
+        self.breaker.record(&self, true)
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.breaker.release(self);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,218 @@
+//! Retry budgets: retries as a fraction of traffic, shared by every stream that draws on
+//! the budget, so that an outage does not multiply load.
+//!
+//! A per-stream attempt cap still lets every request retry: with 3 attempts a dead
+//! upstream receives 3x its normal traffic exactly when it can least take it. A budget
+//! caps retries across all requests instead: each new request deposits `ratio` tokens,
+//! each retry withdraws one, and a small reserve refilled over time keeps retries possible
+//! when traffic is thin. The idea is gRPC's retry throttling and Finagle's `RetryBudget`;
+//! with a 10 % budget a fully failing upstream sees about 1.1x load.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::time::Instant;
+
+use super::ConfigError;
+
+/// A retry budget shared by cloning.
+///
+/// ```
+/// use aegeantic::resilience::RetryBudget;
+///
+/// let budget = RetryBudget::new(0.1)?.min_retries_per_second(0.0)?;
+/// for _ in 0..10 {
+///     budget.deposit();
+/// }
+/// assert!(budget.try_withdraw()); // 10 requests earned one retry
+/// assert!(!budget.try_withdraw());
+/// # Ok::<(), aegeantic::resilience::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct RetryBudget {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug)]
+struct State {
+    ratio: f64,
+    /// Tokens earned by requests, at most `max_balance`.
+    balance: f64,
+    max_balance: f64,
+    /// A second bucket, refilled over time at `min_per_second`, holding one second's worth.
+    reserve: f64,
+    min_per_second: f64,
+    refilled_at: Instant,
+}
+
+impl RetryBudget {
+    /// A budget allowing retries worth `ratio` of new requests (0.1 = 10 %), with the
+    /// defaults of a reserve of 10 retries per second and at most 100 saved-up retries.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidRetryBudget`] unless `ratio` is finite and in `[0, 1]`.
+    pub fn new(ratio: f64) -> Result<Self, ConfigError> {
+        check("ratio", ratio, 1.0)?;
+        Ok(RetryBudget {
+            state: Arc::new(Mutex::new(State {
+                ratio,
+                balance: 0.0,
+                max_balance: 100.0,
+                reserve: 10.0,
+                min_per_second: 10.0,
+                refilled_at: Instant::now(),
+            })),
+        })
+    }
+
+    /// Retries per second allowed whatever the traffic (default 10), so that a quiet
+    /// service can still retry; the reserve holds one second's worth.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidRetryBudget`] unless finite and not negative.
+    pub fn min_retries_per_second(self, per_second: f64) -> Result<Self, ConfigError> {
+        check("min_retries_per_second", per_second, f64::MAX)?;
+        {
+            let mut state = self.lock();
+            state.min_per_second = per_second;
+            state.reserve = per_second;
+        }
+        Ok(self)
+    }
+
+    /// How many earned retries can be saved up (default 100), bounding the burst of
+    /// retries after a long healthy period.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidRetryBudget`] unless finite and at least 1.
+    pub fn max_balance(self, max_balance: f64) -> Result<Self, ConfigError> {
+        check("max_balance", max_balance, f64::MAX)?;
+        if max_balance < 1.0 {
+            return Err(ConfigError::InvalidRetryBudget {
+                field: "max_balance",
+                value: max_balance,
+            });
+        }
+        self.lock().max_balance = max_balance;
+        Ok(self)
+    }
+
+    /// Records a new request (a first attempt), earning `ratio` of a retry.
+    pub fn deposit(&self) {
+        let mut state = self.lock();
+        state.balance = (state.balance + state.ratio).min(state.max_balance);
+    }
+
+    /// Takes one retry from the budget; `false` when it is spent and the retry must not
+    /// happen.
+    pub fn try_withdraw(&self) -> bool {
+        let mut state = self.lock();
+        if state.balance >= 1.0 {
+            state.balance -= 1.0;
+            return true;
+        }
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(state.refilled_at);
+        state.reserve = (state.reserve + elapsed.as_secs_f64() * state.min_per_second)
+            .min(state.min_per_second);
+        state.refilled_at = now;
+        if state.reserve >= 1.0 {
+            state.reserve -= 1.0;
+            return true;
+        }
+        false
+    }
+
+    /// Retries that could be taken now: the earned balance plus the reserve.
+    pub fn available(&self) -> f64 {
+        let state = self.lock();
+        let elapsed = Instant::now().saturating_duration_since(state.refilled_at);
+        let reserve = (state.reserve + elapsed.as_secs_f64() * state.min_per_second)
+            .min(state.min_per_second);
+        state.balance.floor() + reserve.floor()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn check(field: &'static str, value: f64, max: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && (0.0..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::InvalidRetryBudget { field, value })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_upstream_gets_at_most_the_ratio_plus_the_reserve() {
+        let budget = RetryBudget::new(0.1)
+            .unwrap()
+            .min_retries_per_second(5.0)
+            .unwrap();
+        let mut retries = 0;
+        for _ in 0..10_000 {
+            budget.deposit();
+            // Every attempt fails; each request would retry twice more.
+            for _ in 0..2 {
+                if budget.try_withdraw() {
+                    retries += 1;
+                } else {
+                    break;
+                }
+            }
+        }
+        // No time passed: the reserve gave its initial second's worth only.
+        assert!(retries <= 1_000 + 5, "{retries}");
+        assert!(retries >= 1_000, "{retries}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_reserve_refills_over_time() {
+        let budget = RetryBudget::new(0.0)
+            .unwrap()
+            .min_retries_per_second(2.0)
+            .unwrap();
+        assert!(budget.try_withdraw());
+        assert!(budget.try_withdraw());
+        assert!(!budget.try_withdraw());
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(budget.try_withdraw());
+        assert!(!budget.try_withdraw());
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(
+            budget.available(),
+            2.0,
+            "the reserve holds one second's worth"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn savings_are_capped() {
+        let budget = RetryBudget::new(1.0)
+            .unwrap()
+            .min_retries_per_second(0.0)
+            .unwrap()
+            .max_balance(3.0)
+            .unwrap();
+        for _ in 0..100 {
+            budget.deposit();
+        }
+        assert_eq!(budget.available(), 3.0);
+    }
+
+    #[test]
+    fn bad_parameters_are_errors() {
+        assert!(RetryBudget::new(-0.1).is_err());
+        assert!(RetryBudget::new(1.5).is_err());
+        assert!(RetryBudget::new(f64::NAN).is_err());
+        let budget = RetryBudget::new(0.1).unwrap();
+        assert!(budget.clone().min_retries_per_second(-1.0).is_err());
+        assert!(budget.max_balance(0.5).is_err());
+    }
+}
