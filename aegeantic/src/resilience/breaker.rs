@@ -45,7 +45,6 @@ pub struct Transition {
 /// The settings of a [`CircuitBreaker`].
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[non_exhaustive]
 pub struct CircuitBreakerConfig {
     /// Failures over calls in the window at which the breaker opens (default 0.5).
     pub failure_ratio: f64,

@@ -32,12 +32,17 @@ pub struct RetryBudget {
     state: Arc<Mutex<State>>,
 }
 
+/// One retry, in the integer units the balance counts in: deposits of 0.1 must add up to
+/// exactly 1 after ten requests.
+const RETRY: u64 = 1_000_000;
+
 #[derive(Debug)]
 struct State {
-    ratio: f64,
-    /// Tokens earned by requests, at most `max_balance`.
-    balance: f64,
-    max_balance: f64,
+    /// Earned per request, in millionths of a retry.
+    ratio: u64,
+    /// Retries earned by requests, in millionths, at most `max_balance`.
+    balance: u64,
+    max_balance: u64,
     /// A second bucket, refilled over time at `min_per_second`, holding one second's worth.
     reserve: f64,
     min_per_second: f64,
@@ -54,9 +59,9 @@ impl RetryBudget {
         check("ratio", ratio, 1.0)?;
         Ok(RetryBudget {
             state: Arc::new(Mutex::new(State {
-                ratio,
-                balance: 0.0,
-                max_balance: 100.0,
+                ratio: (ratio * RETRY as f64).round() as u64,
+                balance: 0,
+                max_balance: 100 * RETRY,
                 reserve: 10.0,
                 min_per_second: 10.0,
                 refilled_at: Instant::now(),
@@ -92,7 +97,7 @@ impl RetryBudget {
                 value: max_balance,
             });
         }
-        self.lock().max_balance = max_balance;
+        self.lock().max_balance = (max_balance * RETRY as f64) as u64;
         Ok(self)
     }
 
@@ -106,8 +111,8 @@ impl RetryBudget {
     /// happen.
     pub fn try_withdraw(&self) -> bool {
         let mut state = self.lock();
-        if state.balance >= 1.0 {
-            state.balance -= 1.0;
+        if state.balance >= RETRY {
+            state.balance -= RETRY;
             return true;
         }
         let now = Instant::now();
@@ -128,7 +133,7 @@ impl RetryBudget {
         let elapsed = Instant::now().saturating_duration_since(state.refilled_at);
         let reserve = (state.reserve + elapsed.as_secs_f64() * state.min_per_second)
             .min(state.min_per_second);
-        state.balance.floor() + reserve.floor()
+        (state.balance / RETRY) as f64 + reserve.floor()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
