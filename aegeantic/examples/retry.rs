@@ -1,0 +1,53 @@
+//! `retry_stream`: a streaming call that fails twice before it works.
+//!
+//! `cargo run --example retry`
+
+mod support;
+
+use std::error::Error;
+use std::time::Duration;
+
+use aegeantic::resilience::{retry_stream, Backoff, Resilient, RetryConfig, RetryOn};
+use futures::StreamExt;
+use support::{flaky_llm, Attempt};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let config = RetryConfig::builder()
+        .max_attempts(3)
+        .backoff("exponential".parse::<Backoff>()?)
+        .base_delay(Duration::from_millis(100))
+        .max_delay(Duration::from_secs(30))
+        .jitter(true)
+        .retry_on(RetryOn::transient())
+        .build()?;
+
+    let llm = flaky_llm(
+        "Retries happen where you can see them. ",
+        &[Attempt::Refused, Attempt::DropsAfter(2), Attempt::Ok],
+    );
+    let mut stream = retry_stream(llm, config, "gpt-4", "llm");
+    while let Some(item) = stream.next().await {
+        match item? {
+            Resilient::Retry(event) => println!(
+                "\nRetry {}/{}, waiting {:.2}s ({})",
+                event.attempt, event.max_attempts, event.next_delay_seconds, event.error
+            ),
+            Resilient::Item(chunk) => print!("{chunk}"),
+            _ => {}
+        }
+    }
+    println!();
+
+    // An error that is not transient is not retried: it ends the stream at once.
+    let denied = flaky_llm("never shown", &[Attempt::Denied]);
+    let config = RetryConfig::default();
+    let mut stream = retry_stream(denied, config, "gpt-4", "llm");
+    while let Some(item) = stream.next().await {
+        if let Err(error) = item {
+            let cause = error.operation_error().map(ToString::to_string);
+            println!("gave up: {error} ({})", cause.unwrap_or_default());
+        }
+    }
+    Ok(())
+}
