@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::resilience::Fallback;
+use crate::resilience::{CircuitState, Fallback, TimeoutKind};
 
 /// What kind of operation a wrapped stream performs.
 ///
@@ -97,10 +97,14 @@ pub struct RetryEvent {
     pub error: String,
     /// How long the layer waits before the next attempt, in seconds.
     pub next_delay_seconds: f64,
-    /// How many items the failed attempt had yielded before it failed. The next attempt
-    /// starts the stream from the beginning, so a consumer that kept those items may want
-    /// to discard them.
+    /// How many items the failed attempt had yielded before it failed. Unless the stream
+    /// resumes from a cursor, the next attempt starts from the beginning, so a consumer
+    /// that kept those items may want to discard them.
     pub items_delivered: u64,
+    /// Set when the attempt failed by running out of time.
+    pub timeout: Option<TimeoutKind>,
+    /// Whether the server set the delay (`Retry-After` or similar) rather than back-off.
+    pub server_directed: bool,
     /// Correlation id set with `with_step_id`.
     pub step_id: Option<Arc<str>>,
     /// When the event was made, in Unix seconds.
@@ -137,13 +141,35 @@ pub struct RateLimitEvent {
     pub timestamp: f64,
 }
 
+/// A circuit breaker changed state.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct CircuitEvent {
+    /// The caller's name for the operation whose call caused the change.
+    pub operation_name: Arc<str>,
+    /// The state before.
+    pub from: CircuitState,
+    /// The state after.
+    pub to: CircuitState,
+    /// The failure ratio that opened the breaker, when a window did.
+    pub failure_ratio: Option<f64>,
+    /// Correlation id set with `with_step_id`.
+    pub step_id: Option<Arc<str>>,
+    /// When the event was made, in Unix seconds.
+    pub timestamp: f64,
+}
+
 /// A borrowed view of a resilience event, whatever it arrived in.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub enum EventRef<'a> {
     /// A retry is about to happen.
     Retry(&'a RetryEvent),
     /// Tokens were acquired.
     RateLimit(&'a RateLimitEvent),
+    /// A circuit breaker changed state.
+    Circuit(&'a CircuitEvent),
 }
 
 /// Anything that may carry a resilience event: the events themselves, a
@@ -162,6 +188,12 @@ impl AsEventRef for RetryEvent {
 impl AsEventRef for RateLimitEvent {
     fn as_event_ref(&self) -> Option<EventRef<'_>> {
         Some(EventRef::RateLimit(self))
+    }
+}
+
+impl AsEventRef for CircuitEvent {
+    fn as_event_ref(&self) -> Option<EventRef<'_>> {
+        Some(EventRef::Circuit(self))
     }
 }
 

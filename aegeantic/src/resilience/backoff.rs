@@ -4,8 +4,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use rand::RngExt;
-
 use super::ConfigError;
 
 /// How the delay grows from one failed attempt to the next.
@@ -63,12 +61,6 @@ fn scale_capped(delay: Duration, factor: f64, max_delay: Duration) -> Duration {
         return max_delay;
     }
     Duration::try_from_secs_f64(secs).map_or(max_delay, |d| d.min(max_delay))
-}
-
-/// Multiplies `delay` by a uniform factor in `[0.75, 1.25]`, then caps it at `max_delay`.
-pub(crate) fn jittered(delay: Duration, max_delay: Duration) -> Duration {
-    let factor = rand::rng().random_range(0.75..=1.25);
-    scale_capped(delay, factor, max_delay)
 }
 
 impl FromStr for Backoff {

@@ -316,6 +316,11 @@ impl Breaker {
 }
 
 impl Call {
+    /// Starts timing the call from now, for the slow-call threshold.
+    pub(crate) fn restart_clock(&mut self) {
+        self.started = Instant::now();
+    }
+
     /// The call succeeded (it still counts as a failure if slower than `slow_call`).
     pub fn success(mut self) -> Option<Transition> {
         self.reported = true;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::{AttemptError, CircuitOpen, StreamTimeout};
+
 /// A configuration value that cannot work. Each variant names the field at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -78,6 +80,12 @@ pub enum ConfigError {
         /// The setting at fault.
         field: &'static str,
     },
+    /// A time limit of zero would fail every attempt.
+    #[error("{field} must be greater than zero")]
+    ZeroTimeout {
+        /// The setting at fault.
+        field: &'static str,
+    },
     /// `burst_size` was zero: no request could ever pass.
     #[error("burst_size must be at least 1, got 0")]
     ZeroBurst,
@@ -136,25 +144,87 @@ where
         /// How many attempts ran, including the failed one.
         attempts: u32,
     },
+    /// The last attempt ran out of time and was not retried.
+    #[error("operation timed out after {attempts} attempt(s)")]
+    Timeout {
+        /// Which limit it ran into.
+        #[source]
+        source: StreamTimeout,
+        /// How many attempts ran.
+        attempts: u32,
+    },
+    /// A retry was due but the shared retry budget was spent.
+    #[error("retry budget exhausted after {attempts} attempt(s)")]
+    RetryBudgetExhausted {
+        /// Why the last attempt failed.
+        #[source]
+        source: AttemptError<E>,
+        /// How many attempts ran.
+        attempts: u32,
+    },
+    /// The operation reached `max_elapsed`, or the next retry would have started past it.
+    #[error("deadline exceeded after {attempts} attempt(s) in {elapsed:?}")]
+    DeadlineExceeded {
+        /// Why the last attempt failed.
+        #[source]
+        source: AttemptError<E>,
+        /// How many attempts ran.
+        attempts: u32,
+        /// Time since the operation started.
+        elapsed: Duration,
+    },
+    /// The server asked for a longer wait than `max_server_delay` allows.
+    #[error("server asked to wait {delay:?}, more than the {max:?} allowed")]
+    ServerDelayTooLong {
+        /// The error that carried the delay.
+        #[source]
+        source: E,
+        /// The delay asked for.
+        delay: Duration,
+        /// The configured maximum.
+        max: Duration,
+    },
+    /// The circuit breaker is open: no request was made.
+    #[error("circuit breaker open")]
+    CircuitOpen(#[source] CircuitOpen),
     /// The rate limiter refused the request.
     #[error("rate limiter refused the request")]
     RateLimit(#[source] RateLimitError),
 }
 
 impl<E: std::error::Error + 'static> ResilienceError<E> {
-    /// The operation's own error, when there is one.
+    /// The operation's own error, when the stream ended on one.
     pub fn operation_error(&self) -> Option<&E> {
         match self {
-            ResilienceError::Operation { source, .. } => Some(source),
-            ResilienceError::RateLimit(_) => None,
+            ResilienceError::Operation { source, .. }
+            | ResilienceError::ServerDelayTooLong { source, .. }
+            | ResilienceError::RetryBudgetExhausted {
+                source: AttemptError::Operation(source),
+                ..
+            }
+            | ResilienceError::DeadlineExceeded {
+                source: AttemptError::Operation(source),
+                ..
+            } => Some(source),
+            _ => None,
         }
     }
 
-    /// Consumes the error and returns the operation's own error, when there is one.
+    /// Consumes the error and returns the operation's own error, when the stream ended on
+    /// one.
     pub fn into_operation_error(self) -> Option<E> {
         match self {
-            ResilienceError::Operation { source, .. } => Some(source),
-            ResilienceError::RateLimit(_) => None,
+            ResilienceError::Operation { source, .. }
+            | ResilienceError::ServerDelayTooLong { source, .. }
+            | ResilienceError::RetryBudgetExhausted {
+                source: AttemptError::Operation(source),
+                ..
+            }
+            | ResilienceError::DeadlineExceeded {
+                source: AttemptError::Operation(source),
+                ..
+            } => Some(source),
+            _ => None,
         }
     }
 }

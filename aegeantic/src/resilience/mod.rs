@@ -32,6 +32,9 @@ pub use limiter::{Acquire, Acquired, Fallback, RateLimitConfig, RateLimiter};
 #[cfg(feature = "redis")]
 pub use limiter::{FailurePolicy, RedisOptions};
 pub use monitor::ResilienceMonitor;
-pub use retry::{RetryConfig, RetryConfigBuilder};
-pub use retry_on::RetryOn;
-pub use stream::{rate_limited_stream, resilient_stream, retry_stream, Resilient, ResilientStream};
+pub use retry::{MidStream, RetryConfig, RetryConfigBuilder};
+pub use retry_on::{Classify, RetryDecision, RetryOn};
+pub use stream::{
+    rate_limited_stream, resilient_stream, resumable_stream, retry_stream, AttemptError, Cursor,
+    Opener, Reopen, Resilient, ResilientStream, Resume, StreamTimeout, TimeoutKind,
+};

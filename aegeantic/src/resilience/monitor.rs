@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::events::{AsEventRef, EventRef};
+use crate::resilience::CircuitState;
 
 /// Tallies resilience events from one or more streams.
 ///
@@ -37,6 +38,7 @@ pub struct ResilienceMonitor {
     rate_limit_waits: u64,
     total_delay: Duration,
     rate_limit_wait_time: Duration,
+    circuit_opens: u64,
 }
 
 impl ResilienceMonitor {
@@ -56,7 +58,10 @@ impl ResilienceMonitor {
                 self.rate_limit_waits += 1;
                 self.rate_limit_wait_time += event.waited;
             }
-            None => {}
+            Some(EventRef::Circuit(event)) => {
+                self.circuit_opens += u64::from(event.to == CircuitState::Open);
+            }
+            _ => {}
         }
     }
 
@@ -73,6 +78,11 @@ impl ResilienceMonitor {
     /// The back-off delays of all retries, added up.
     pub fn total_delay(&self) -> Duration {
         self.total_delay
+    }
+
+    /// How many times a circuit breaker opened.
+    pub fn circuit_opens(&self) -> u64 {
+        self.circuit_opens
     }
 
     /// Time spent waiting for rate-limit tokens, added up.

@@ -1,27 +1,50 @@
-//! Retry policy: how many attempts, how long between them, and which errors count.
+//! Retry policy: how many attempts, how long between them, which errors count, and what
+//! bounds the whole operation.
 
 use std::time::Duration;
 
-use super::backoff::{jittered, Backoff};
-use super::{ConfigError, RetryOn};
+use super::backoff::Backoff;
+use super::{ConfigError, Jitter, RetryBudget, RetryOn};
+
+/// What a retry does when the failed attempt had already delivered items.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+pub enum MidStream {
+    /// Open the stream again from the start; the retry event's `items_delivered` says how
+    /// many items will come again.
+    #[default]
+    Restart,
+    /// Once an attempt has delivered an item it is committed: a later failure ends the
+    /// stream with that error (gRPC's commit rule). Failures before the first item are
+    /// still retried.
+    Fail,
+}
 
 /// How a wrapped stream retries failed attempts.
 ///
 /// Built with [`RetryConfig::builder`], which checks the values; the defaults are 3
 /// attempts, exponential back-off from 1 s capped at 60 s, ±25 % jitter, retrying
-/// [`RetryOn::transient`] errors.
+/// [`RetryOn::transient`] errors, restarting streams that fail midway, and no timeouts.
+///
+/// To continue a stream where it broke off instead of restarting it, use
+/// [`resumable_stream`](super::resumable_stream), whose factory receives a cursor.
 ///
 /// ```
 /// use std::time::Duration;
-/// use aegeantic::resilience::{Backoff, RetryConfig, RetryOn};
+/// use aegeantic::resilience::{Backoff, Jitter, MidStream, RetryConfig, RetryOn};
 ///
 /// let config = RetryConfig::builder()
 ///     .max_attempts(5)
 ///     .backoff(Backoff::Exponential)
 ///     .base_delay(Duration::from_millis(500))
 ///     .max_delay(Duration::from_secs(30))
-///     .jitter(true)
+///     .jitter_strategy(Jitter::Full)
 ///     .retry_on(RetryOn::transient())
+///     .mid_stream(MidStream::Fail)
+///     .first_item_timeout(Duration::from_secs(10))
+///     .idle_timeout(Duration::from_secs(30))
+///     .max_elapsed(Duration::from_secs(120))
 ///     .build()?;
 /// assert_eq!(config.max_attempts(), 5);
 ///
@@ -35,8 +58,27 @@ pub struct RetryConfig {
     backoff: Backoff,
     base_delay: Duration,
     max_delay: Duration,
-    jitter: bool,
+    jitter: Jitter,
     retry_on: RetryOn,
+    mid_stream: MidStream,
+    timeouts: Timeouts,
+    max_elapsed: Option<Duration>,
+    max_server_delay: Duration,
+    budget: Option<RetryBudget>,
+}
+
+/// Per-attempt time limits; each expiry is a retryable failure of the attempt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    pub(crate) first_item: Option<Duration>,
+    pub(crate) idle: Option<Duration>,
+    pub(crate) attempt: Option<Duration>,
+}
+
+impl Timeouts {
+    pub(crate) fn any(&self) -> bool {
+        self.first_item.is_some() || self.idle.is_some() || self.attempt.is_some()
+    }
 }
 
 impl RetryConfig {
@@ -67,8 +109,8 @@ impl RetryConfig {
         self.max_delay
     }
 
-    /// Whether delays are spread by ±25 %.
-    pub fn jitter(&self) -> bool {
+    /// How delays are randomised.
+    pub fn jitter(&self) -> Jitter {
         self.jitter
     }
 
@@ -77,15 +119,49 @@ impl RetryConfig {
         &self.retry_on
     }
 
+    /// What a failure after the first item does.
+    pub fn mid_stream(&self) -> MidStream {
+        self.mid_stream
+    }
+
+    /// The bound on the whole operation, retries and waits included.
+    pub fn max_elapsed(&self) -> Option<Duration> {
+        self.max_elapsed
+    }
+
+    /// The longest server-directed delay honoured; a longer one fails the stream.
+    pub fn max_server_delay(&self) -> Duration {
+        self.max_server_delay
+    }
+
+    /// The retry budget shared with other streams, if any.
+    pub fn budget(&self) -> Option<&RetryBudget> {
+        self.budget.as_ref()
+    }
+
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
     /// The delay after failed attempt `attempt` (counting from 1): the back-off schedule,
-    /// spread by jitter when enabled, always within `[0, max_delay]`.
+    /// randomised by the jitter strategy, always within `[0, max_delay]`.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let delay = self.backoff.delay(attempt, self.base_delay, self.max_delay);
-        if self.jitter {
-            jittered(delay, self.max_delay)
-        } else {
-            delay
-        }
+        self.delay_after(attempt, None)
+    }
+
+    /// [`delay`](RetryConfig::delay) when the previous retry slept `previous`, which
+    /// decorrelated jitter grows from.
+    pub fn delay_after(&self, attempt: u32, previous: Option<Duration>) -> Duration {
+        let delay = self
+            .backoff
+            .delay(attempt, self.base_delay, self.max_delay);
+        self.jitter.apply(
+            delay,
+            previous,
+            self.base_delay,
+            self.max_delay,
+            &mut rand::rng(),
+        )
     }
 }
 
@@ -96,8 +172,13 @@ impl Default for RetryConfig {
             backoff: Backoff::Exponential,
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(60),
-            jitter: true,
+            jitter: Jitter::REFERENCE,
             retry_on: RetryOn::transient(),
+            mid_stream: MidStream::Restart,
+            timeouts: Timeouts::default(),
+            max_elapsed: None,
+            max_server_delay: Duration::from_secs(120),
+            budget: None,
         }
     }
 }
@@ -134,8 +215,18 @@ impl RetryConfigBuilder {
         self
     }
 
-    /// Spread delays by a uniform ±25 % (default on).
-    pub fn jitter(mut self, jitter: bool) -> Self {
+    /// `true` spreads delays by a uniform ±25 % (the default), `false` uses them as they
+    /// are. [`jitter_strategy`](RetryConfigBuilder::jitter_strategy) offers the others.
+    pub fn jitter(self, jitter: bool) -> Self {
+        self.jitter_strategy(if jitter {
+            Jitter::REFERENCE
+        } else {
+            Jitter::None
+        })
+    }
+
+    /// How delays are randomised (default ±25 %).
+    pub fn jitter_strategy(mut self, jitter: Jitter) -> Self {
         self.config.jitter = jitter;
         self
     }
@@ -146,10 +237,57 @@ impl RetryConfigBuilder {
         self
     }
 
+    /// What a failure after the first item does (default [`MidStream::Restart`]).
+    pub fn mid_stream(mut self, mid_stream: MidStream) -> Self {
+        self.config.mid_stream = mid_stream;
+        self
+    }
+
+    /// Fail an attempt whose first item takes longer than this.
+    pub fn first_item_timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeouts.first_item = Some(timeout);
+        self
+    }
+
+    /// Fail an attempt that goes longer than this between two items (a stalled stream).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeouts.idle = Some(timeout);
+        self
+    }
+
+    /// Fail an attempt that takes longer than this in all.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeouts.attempt = Some(timeout);
+        self
+    }
+
+    /// Bound the whole operation: an attempt still running then is cut short, and no
+    /// retry is started whose delay would end past it.
+    pub fn max_elapsed(mut self, max_elapsed: Duration) -> Self {
+        self.config.max_elapsed = Some(max_elapsed);
+        self
+    }
+
+    /// The longest server-directed delay (`Retry-After`) to honour (default 120 s); a
+    /// longer one ends the stream with an error rather than sleeping that long.
+    pub fn max_server_delay(mut self, max_server_delay: Duration) -> Self {
+        self.config.max_server_delay = max_server_delay;
+        self
+    }
+
+    /// Draw every retry from `budget`, shared with other streams; a refused retry ends
+    /// the stream with [`ResilienceError::RetryBudgetExhausted`](super::ResilienceError).
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.config.budget = Some(budget);
+        self
+    }
+
     /// Checks the values and returns the config.
     ///
     /// # Errors
-    /// [`ConfigError::ZeroAttempts`] or [`ConfigError::BaseDelayExceedsMax`].
+    /// [`ConfigError::ZeroAttempts`], [`ConfigError::BaseDelayExceedsMax`],
+    /// [`ConfigError::InvalidJitter`], or [`ConfigError::ZeroTimeout`] naming a timeout,
+    /// `max_elapsed` or `max_server_delay` set to zero.
     pub fn build(self) -> Result<RetryConfig, ConfigError> {
         let config = self.config;
         if config.max_attempts == 0 {
@@ -160,6 +298,20 @@ impl RetryConfigBuilder {
                 base_delay: config.base_delay,
                 max_delay: config.max_delay,
             });
+        }
+        config.jitter.validate()?;
+        let durations = [
+            ("first_item_timeout", config.timeouts.first_item),
+            ("idle_timeout", config.timeouts.idle),
+            ("attempt_timeout", config.timeouts.attempt),
+            ("max_elapsed", config.max_elapsed),
+            ("max_server_delay", Some(config.max_server_delay)),
+        ];
+        if let Some((field, _)) = durations
+            .iter()
+            .find(|(_, value)| value.is_some_and(|d| d.is_zero()))
+        {
+            return Err(ConfigError::ZeroTimeout { field });
         }
         Ok(config)
     }

@@ -1,17 +1,62 @@
-//! Error classification: which failures are worth another attempt.
+//! Error classification: which failures are worth another attempt, and when.
 
 use std::error::Error;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
-type Matcher = dyn Fn(&(dyn Error + 'static)) -> bool + Send + Sync;
+/// What to do about a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryDecision {
+    /// Retry after the back-off delay.
+    Retry,
+    /// Retry, but not before this long: the server said so (`Retry-After`, gRPC pushback).
+    /// The wait is the longer of this and the back-off delay.
+    RetryAfter(Duration),
+    /// Do not retry: the failure is permanent.
+    DoNotRetry,
+}
+
+/// An error type that knows whether it is worth retrying, for use with
+/// [`RetryOn::classified`].
+///
+/// ```
+/// use std::time::Duration;
+/// use aegeantic::resilience::{Classify, RetryDecision, RetryOn};
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("HTTP {status}")]
+/// struct ApiError { status: u16, retry_after: Option<Duration> }
+///
+/// impl Classify for ApiError {
+///     fn classify(&self) -> Option<RetryDecision> {
+///         Some(match (self.status, self.retry_after) {
+///             (429 | 503, Some(wait)) => RetryDecision::RetryAfter(wait),
+///             (429 | 500..=599, _) => RetryDecision::Retry,
+///             _ => RetryDecision::DoNotRetry,
+///         })
+///     }
+/// }
+///
+/// let retry_on = RetryOn::classified::<ApiError>();
+/// let busy = ApiError { status: 429, retry_after: Some(Duration::from_secs(20)) };
+/// assert_eq!(retry_on.decide(&busy), RetryDecision::RetryAfter(Duration::from_secs(20)));
+/// assert!(!retry_on.matches(&ApiError { status: 404, retry_after: None }));
+/// ```
+pub trait Classify {
+    /// The decision for this error, or `None` to leave it to other rules.
+    fn classify(&self) -> Option<RetryDecision>;
+}
+
+type Matcher = dyn Fn(&(dyn Error + 'static)) -> Option<RetryDecision> + Send + Sync;
 
 /// Decides which errors are retried.
 ///
-/// A `RetryOn` matches an error when any of its rules matches the error itself or any error
-/// in its [`source`](Error::source) chain, so a timeout wrapped in a client's own error
-/// type is still recognised. Rules combine with [`or`](RetryOn::or).
+/// Rules look at the error and at every error in its [`source`](Error::source) chain,
+/// outermost first, so a timeout wrapped in a client's own error type is still recognised.
+/// The first rule with an opinion on the first error that draws one decides; an error no
+/// rule recognises is not retried. Rules combine with [`or`](RetryOn::or).
 ///
 /// ```
 /// use std::io;
@@ -34,7 +79,7 @@ pub struct RetryOn {
 #[derive(Clone)]
 struct Rule {
     label: Arc<str>,
-    matches: Arc<Matcher>,
+    decide: Arc<Matcher>,
 }
 
 /// Error chains longer than this are cut: a `source()` cycle must not hang the classifier.
@@ -45,7 +90,7 @@ impl RetryOn {
     /// `ConnectionRefused`, `ConnectionReset`, `ConnectionAborted`, `NotConnected`,
     /// `BrokenPipe` or `UnexpectedEof`, or a [`tokio::time::error::Elapsed`].
     pub fn transient() -> Self {
-        Self::rule("transient", |error| {
+        Self::predicate("transient", |error| {
             if let Some(io) = error.downcast_ref::<io::Error>() {
                 return matches!(
                     io.kind(),
@@ -64,7 +109,15 @@ impl RetryOn {
 
     /// Errors of type `E`, found by downcasting.
     pub fn error<E: Error + 'static>() -> Self {
-        Self::rule(std::any::type_name::<E>(), |error| error.is::<E>())
+        Self::predicate(std::any::type_name::<E>(), |error| error.is::<E>())
+    }
+
+    /// Errors of type `E`, which decide for themselves through [`Classify`]: retry, retry
+    /// after a server-given delay, or never.
+    pub fn classified<E: Error + Classify + 'static>() -> Self {
+        Self::rule(std::any::type_name::<E>(), |error| {
+            error.downcast_ref::<E>().and_then(Classify::classify)
+        })
     }
 
     /// Errors for which `predicate` returns `true`. The predicate sees each error of the
@@ -73,7 +126,7 @@ impl RetryOn {
     where
         P: Fn(&(dyn Error + 'static)) -> bool + Send + Sync + 'static,
     {
-        Self::rule("when(..)", predicate)
+        Self::predicate("when(..)", predicate)
     }
 
     /// Matches what either `self` or `other` matches.
@@ -83,19 +136,35 @@ impl RetryOn {
         self
     }
 
-    /// Whether `error` should be retried.
-    pub fn matches(&self, error: &(dyn Error + 'static)) -> bool {
-        chain(error).any(|link| self.rules.iter().any(|rule| (rule.matches)(link)))
+    /// What to do about `error`.
+    pub fn decide(&self, error: &(dyn Error + 'static)) -> RetryDecision {
+        chain(error)
+            .find_map(|link| self.rules.iter().find_map(|rule| (rule.decide)(link)))
+            .unwrap_or(RetryDecision::DoNotRetry)
     }
 
-    fn rule<P>(label: &str, predicate: P) -> Self
+    /// Whether `error` should be retried at all.
+    pub fn matches(&self, error: &(dyn Error + 'static)) -> bool {
+        self.decide(error) != RetryDecision::DoNotRetry
+    }
+
+    fn predicate<P>(label: &str, predicate: P) -> Self
     where
         P: Fn(&(dyn Error + 'static)) -> bool + Send + Sync + 'static,
+    {
+        Self::rule(label, move |error| {
+            predicate(error).then_some(RetryDecision::Retry)
+        })
+    }
+
+    fn rule<D>(label: &str, decide: D) -> Self
+    where
+        D: Fn(&(dyn Error + 'static)) -> Option<RetryDecision> + Send + Sync + 'static,
     {
         RetryOn {
             rules: vec![Rule {
                 label: label.into(),
-                matches: Arc::new(predicate),
+                decide: Arc::new(decide),
             }],
         }
     }

@@ -1,10 +1,15 @@
 //! Retry and rate limiting around any stream, with events delivered inline.
 //!
-//! All three entry points build the same adapter, [`ResilientStream`]; they differ in which
-//! layers are switched on.
+//! All entry points build the same adapter, [`ResilientStream`]; they differ in which
+//! layers are switched on and in how a retry reopens the stream.
 
+mod failure;
+mod labels;
+mod open;
 mod resilient;
 
+pub use failure::{AttemptError, StreamTimeout, TimeoutKind};
+pub use open::{Cursor, Opener, Reopen, Resume};
 pub use resilient::ResilientStream;
 
 use std::error::Error;
@@ -13,7 +18,9 @@ use std::sync::Arc;
 use futures_core::Stream;
 
 use super::{RateLimiter, RetryConfig};
-use crate::events::{AsEventRef, EventRef, OperationType, RateLimitEvent, RetryEvent};
+use crate::events::{
+    AsEventRef, CircuitEvent, EventRef, OperationType, RateLimitEvent, RetryEvent,
+};
 
 /// One item of a wrapped stream: the data, or what the resilience layer did.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +32,8 @@ pub enum Resilient<T> {
     Retry(RetryEvent),
     /// Tokens were acquired before an attempt.
     RateLimit(RateLimitEvent),
+    /// A circuit breaker changed state.
+    Circuit(CircuitEvent),
 }
 
 impl<T> Resilient<T> {
@@ -51,6 +60,7 @@ impl<T> AsEventRef for Resilient<T> {
             Resilient::Item(_) => None,
             Resilient::Retry(event) => Some(EventRef::Retry(event)),
             Resilient::RateLimit(event) => Some(EventRef::RateLimit(event)),
+            Resilient::Circuit(event) => Some(EventRef::Circuit(event)),
         }
     }
 }
@@ -96,14 +106,14 @@ pub fn retry_stream<F, S, T, E>(
     config: RetryConfig,
     operation_name: impl Into<Arc<str>>,
     operation_type: impl Into<OperationType>,
-) -> ResilientStream<F, S>
+) -> ResilientStream<Reopen<F>, S>
 where
     F: FnMut() -> S,
     S: Stream<Item = Result<T, E>>,
     E: Error + Send + Sync + 'static,
 {
     ResilientStream::new(
-        factory,
+        Reopen(factory),
         Some(config),
         None,
         operation_name.into(),
@@ -118,14 +128,14 @@ pub fn rate_limited_stream<F, S, T, E>(
     factory: F,
     limiter: RateLimiter,
     operation_name: impl Into<Arc<str>>,
-) -> ResilientStream<F, S>
+) -> ResilientStream<Reopen<F>, S>
 where
     F: FnMut() -> S,
     S: Stream<Item = Result<T, E>>,
     E: Error + Send + Sync + 'static,
 {
     ResilientStream::new(
-        factory,
+        Reopen(factory),
         None,
         Some(limiter),
         operation_name.into(),
@@ -144,16 +154,65 @@ pub fn resilient_stream<F, S, T, E>(
     rate_limiter: Option<RateLimiter>,
     operation_name: impl Into<Arc<str>>,
     operation_type: impl Into<OperationType>,
-) -> ResilientStream<F, S>
+) -> ResilientStream<Reopen<F>, S>
 where
     F: FnMut() -> S,
     S: Stream<Item = Result<T, E>>,
     E: Error + Send + Sync + 'static,
 {
     ResilientStream::new(
-        factory,
+        Reopen(factory),
         retry_config,
         rate_limiter,
+        operation_name.into(),
+        operation_type.into(),
+    )
+}
+
+/// Retries a stream by continuing where it broke off: `factory` receives a [`Cursor`] with
+/// the number of items delivered so far (and the last one), and opens the stream from
+/// there. The consumer sees every item exactly once.
+///
+/// ```
+/// use std::{io, time::Duration};
+/// use futures::{stream, StreamExt};
+/// use aegeantic::resilience::{resumable_stream, Cursor, RetryConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut failed = false;
+/// let numbers = move |cursor: &Cursor<u64>| {
+///     let from = cursor.delivered;
+///     let fail_now = !failed;
+///     failed = true;
+///     stream::iter(from..5).map(move |n| {
+///         if fail_now && n == 3 { Err(io::Error::from(io::ErrorKind::ConnectionReset)) } else { Ok(n) }
+///     })
+/// };
+/// let config = RetryConfig::builder().base_delay(Duration::from_millis(1)).build().unwrap();
+/// let items: Vec<u64> = resumable_stream(numbers, config, "count", "custom")
+///     .filter_map(|item| async move { item.unwrap().into_item() })
+///     .collect()
+///     .await;
+/// assert_eq!(items, [0, 1, 2, 3, 4]);
+/// # }
+/// ```
+pub fn resumable_stream<F, S, T, E>(
+    factory: F,
+    config: RetryConfig,
+    operation_name: impl Into<Arc<str>>,
+    operation_type: impl Into<OperationType>,
+) -> ResilientStream<Resume<F, T>, S>
+where
+    F: FnMut(&Cursor<T>) -> S,
+    S: Stream<Item = Result<T, E>>,
+    T: Clone,
+    E: Error + Send + Sync + 'static,
+{
+    ResilientStream::new(
+        Resume::new(factory),
+        Some(config),
+        None,
         operation_name.into(),
         operation_type.into(),
     )

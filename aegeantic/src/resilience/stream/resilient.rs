@@ -1,39 +1,59 @@
-//! The adapter behind `retry_stream`, `rate_limited_stream` and `resilient_stream`.
+//! The adapter behind `retry_stream`, `rate_limited_stream`, `resilient_stream` and
+//! `resumable_stream`.
 
 use std::error::Error;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use futures_core::{FusedStream, Stream};
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
+use super::failure::{AttemptError, Limits, StreamTimeout, TimeoutKind};
+use super::labels::{Labels, Retry};
+use super::open::Opener;
 use super::Resilient;
-use crate::events::{unix_now, OperationType, RateLimitEvent, RetryEvent};
-use crate::resilience::limiter::{Acquired, Acquisition};
-use crate::resilience::{RateLimiter, ResilienceError, RetryConfig};
+use crate::events::OperationType;
+use crate::resilience::limiter::Acquisition;
+use crate::resilience::{
+    Call, CircuitBreaker, MidStream, RateLimiter, ResilienceError, RetryConfig, RetryDecision,
+};
 
 pin_project! {
     #[project = Projection]
-    /// A stream wrapped with retry and/or rate limiting; see
+    /// A stream wrapped with retry, rate limiting and a circuit breaker, each optional; see
     /// [`resilient_stream`](super::resilient_stream).
     ///
-    /// Each attempt runs: take a token (with a limiter), open the stream with the factory,
-    /// forward its items; on a retryable error, emit the retry event, sleep, start over.
-    /// Dropping it at any point releases what it holds: the open stream, or the place in
-    /// the limiter's queue.
+    /// Each attempt runs: ask the breaker, take a token, open the stream, forward its items
+    /// under the configured time limits; on a retryable failure, emit the retry event,
+    /// sleep, start over. Dropping it at any point releases what it holds: the open
+    /// stream, the place in the limiter's queue, the breaker's probe slot.
     #[must_use = "streams do nothing unless polled"]
-    pub struct ResilientStream<F, S> {
-        factory: F,
+    pub struct ResilientStream<O, S>
+    where
+        S: Stream,
+    {
+        opener: O,
         retry: Option<RetryConfig>,
         limiter: Option<RateLimiter>,
-        operation_name: Arc<str>,
-        operation_type: OperationType,
-        step_id: Option<Arc<str>>,
+        breaker: Option<CircuitBreaker>,
+        labels: Labels,
         attempt: u32,
+        // Items delivered by the current attempt.
         delivered: u64,
+        // When the first attempt started.
+        started: Option<Instant>,
+        previous_delay: Option<Duration>,
+        call: Option<Call>,
+        limits: Option<Limits>,
+        // The nearest time limit of the running attempt and the timer set for it; boxed so
+        // that the adapter is `Unpin` whenever the wrapped stream is.
+        timer: Option<(StreamTimeout, Pin<Box<Sleep>>)>,
+        // An attempt's end, held back while a circuit event goes out first.
+        settling: Option<End<S::Item>>,
         #[pin]
         state: State<S>,
     }
@@ -46,135 +66,123 @@ pin_project! {
         Start,
         Acquiring { acquisition: Acquisition },
         Streaming { #[pin] stream: S },
-        // Boxed so that the adapter is `Unpin` whenever the wrapped stream is.
         Backoff { sleep: Pin<Box<Sleep>> },
         Done,
     }
 }
 
-impl<F, S> ResilientStream<F, S> {
+/// How an attempt ended: `Item` holds the stream's error item.
+enum End<I> {
+    Finished,
+    Item(I),
+    TimedOut(StreamTimeout),
+}
+
+type Output<T, E> = Option<Result<Resilient<T>, ResilienceError<E>>>;
+
+impl<O, S: Stream> ResilientStream<O, S> {
     pub(super) fn new(
-        factory: F,
+        opener: O,
         retry: Option<RetryConfig>,
         limiter: Option<RateLimiter>,
         operation_name: Arc<str>,
         operation_type: OperationType,
     ) -> Self {
         ResilientStream {
-            factory,
+            opener,
             retry,
             limiter,
-            operation_name,
-            operation_type,
-            step_id: None,
+            breaker: None,
+            labels: Labels {
+                operation_name,
+                operation_type,
+                step_id: None,
+            },
             attempt: 0,
             delivered: 0,
+            started: None,
+            previous_delay: None,
+            call: None,
+            limits: None,
+            timer: None,
+            settling: None,
             state: State::Start,
         }
     }
 
     /// Stamps `step_id` on every event this stream emits.
     pub fn with_step_id(mut self, step_id: impl Into<Arc<str>>) -> Self {
-        self.step_id = Some(step_id.into());
+        self.labels.step_id = Some(step_id.into());
+        self
+    }
+
+    /// Asks `breaker` before every attempt and reports each attempt's outcome to it. While
+    /// it is open the stream fails at once with [`ResilienceError::CircuitOpen`] and makes
+    /// no request; its state changes appear as [`Resilient::Circuit`] events.
+    pub fn with_circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
         self
     }
 }
 
-impl<F, S, T, E> Stream for ResilientStream<F, S>
+impl<O, S, T, E> Stream for ResilientStream<O, S>
 where
-    F: FnMut() -> S,
+    O: Opener<T, Stream = S>,
     S: Stream<Item = Result<T, E>>,
     E: Error + Send + Sync + 'static,
 {
     type Item = Result<Resilient<T>, ResilienceError<E>>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output<T, E>> {
         loop {
             let mut this = self.as_mut().project();
+            if let Some(end) = this.settling.take() {
+                return Poll::Ready(settle::<O, S, T, E>(&mut this, end));
+            }
             match this.state.as_mut().project() {
                 StateProj::Start => {
-                    *this.attempt += 1;
-                    *this.delivered = 0;
-                    let next = match this.limiter {
-                        Some(_) => State::Acquiring {
-                            acquisition: Acquisition::new(1),
-                        },
-                        None => State::Streaming {
-                            stream: (this.factory)(),
-                        },
-                    };
-                    this.state.set(next);
+                    if let Some(event) = start_attempt::<O, S, T, E>(&mut this) {
+                        return Poll::Ready(Some(event));
+                    }
                 }
                 StateProj::Acquiring { acquisition } => {
                     let limiter = this.limiter.as_ref().expect("acquiring needs a limiter");
-                    match ready!(acquisition.poll(limiter, this.operation_name, cx)) {
+                    match ready!(acquisition.poll(limiter, &this.labels.operation_name, cx)) {
                         Ok(acquired) => {
-                            let event = rate_limit_event(&this, acquired);
-                            let stream = (this.factory)();
-                            this.state.set(State::Streaming { stream });
+                            let event = this.labels.rate_limit(acquired);
+                            open::<O, S, T>(&mut this);
                             return Poll::Ready(Some(Ok(Resilient::RateLimit(event))));
                         }
                         Err(error) => {
+                            *this.call = None;
                             this.state.set(State::Done);
                             return Poll::Ready(Some(Err(ResilienceError::RateLimit(error))));
                         }
                     }
                 }
-                StateProj::Streaming { stream } => match ready!(stream.poll_next(cx)) {
-                    Some(Ok(item)) => {
-                        *this.delivered += 1;
-                        return Poll::Ready(Some(Ok(Resilient::Item(item))));
-                    }
-                    None => {
-                        this.state.set(State::Done);
-                        return Poll::Ready(None);
-                    }
-                    Some(Err(error)) => {
-                        let retry = this.retry.as_ref().filter(|config| {
-                            *this.attempt < config.max_attempts()
-                                && config.retry_on().matches(&error)
-                        });
-                        let Some(config) = retry else {
-                            this.state.set(State::Done);
-                            return Poll::Ready(Some(Err(ResilienceError::Operation {
-                                source: error,
-                                attempts: *this.attempt,
-                            })));
-                        };
-                        let delay = config.delay(*this.attempt);
-                        let event = RetryEvent {
-                            operation_type: this.operation_type.clone(),
-                            operation_name: this.operation_name.clone(),
-                            attempt: *this.attempt,
-                            max_attempts: config.max_attempts(),
-                            error: error.to_string(),
-                            next_delay_seconds: delay.as_secs_f64(),
-                            items_delivered: *this.delivered,
-                            step_id: this.step_id.clone(),
-                            timestamp: unix_now(),
-                        };
-                        #[cfg(feature = "tracing")]
-                        tracing::warn!(
-                            operation_name = &*event.operation_name,
-                            operation_type = %event.operation_type,
-                            attempt = event.attempt,
-                            max_attempts = event.max_attempts,
-                            next_delay_seconds = event.next_delay_seconds,
-                            items_delivered = event.items_delivered,
-                            error = %event.error,
-                            "retrying"
-                        );
-                        // Replacing the state drops the failed stream before the wait.
-                        if delay.is_zero() {
-                            this.state.set(State::Start);
-                        } else {
-                            this.state.set(State::Backoff {
-                                sleep: Box::pin(tokio::time::sleep(delay)),
-                            });
+                StateProj::Streaming { stream } => {
+                    let end = match stream.poll_next(cx) {
+                        Poll::Ready(Some(Ok(item))) => {
+                            *this.delivered += 1;
+                            this.opener.delivered(&item);
+                            rearm_timer(&mut this, true);
+                            return Poll::Ready(Some(Ok(Resilient::Item(item))));
                         }
-                        return Poll::Ready(Some(Ok(Resilient::Retry(event))));
-                    }
-                },
+                        Poll::Ready(Some(Err(error))) => End::Item(Err(error)),
+                        Poll::Ready(None) => End::Finished,
+                        Poll::Pending => match this.timer.as_mut() {
+                            Some((timeout, sleep)) => {
+                                ready!(sleep.as_mut().poll(cx));
+                                End::TimedOut(*timeout)
+                            }
+                            None => return Poll::Pending,
+                        },
+                    };
+                    // Replacing the state drops the finished stream before anything waits.
+                    this.state.set(State::Done);
+                    *this.timer = None;
+                    return Poll::Ready(end_attempt::<O, S, T, E>(&mut this, end));
+                }
                 StateProj::Backoff { sleep } => {
                     ready!(sleep.as_mut().poll(cx));
                     this.state.set(State::Start);
@@ -185,34 +193,222 @@ where
     }
 }
 
-fn rate_limit_event<F, S>(this: &Projection<'_, F, S>, acquired: Acquired) -> RateLimitEvent {
-    let now = unix_now();
-    let event = RateLimitEvent {
-        operation_name: this.operation_name.clone(),
-        acquired_at: now,
-        tokens_remaining: acquired.tokens_remaining,
-        waited: acquired.waited,
-        fallback: acquired.fallback,
-        step_id: this.step_id.clone(),
-        timestamp: now,
-    };
-    #[cfg(feature = "tracing")]
-    tracing::debug!(
-        operation_name = &*event.operation_name,
-        tokens_remaining = event.tokens_remaining,
-        waited_ms = event.waited.as_secs_f64() * 1e3,
-        "rate limit: acquired"
-    );
+/// Starts the next attempt: the breaker, then a token or the stream itself. Returns an
+/// item to emit first, if any.
+fn start_attempt<O, S, T, E>(this: &mut Projection<'_, O, S>) -> Output<T, E>
+where
+    O: Opener<T, Stream = S>,
+    S: Stream<Item = Result<T, E>>,
+    E: Error + Send + Sync + 'static,
+{
+    *this.attempt += 1;
+    *this.delivered = 0;
+    if *this.attempt == 1 {
+        *this.started = Some(Instant::now());
+        if let Some(budget) = this.retry.as_ref().and_then(RetryConfig::budget) {
+            budget.deposit();
+        }
+    }
+    let mut event = None;
+    if let Some(breaker) = this.breaker.as_ref() {
+        match breaker.try_call() {
+            Ok((call, transition)) => {
+                *this.call = Some(call);
+                event = transition.map(|t| Ok(Resilient::Circuit(this.labels.circuit(t))));
+            }
+            Err(open) => {
+                this.state.set(State::Done);
+                return Some(Err(ResilienceError::CircuitOpen(open)));
+            }
+        }
+    }
+    if this.limiter.is_some() {
+        this.state.set(State::Acquiring {
+            acquisition: Acquisition::new(1),
+        });
+    } else {
+        open::<O, S, T>(this);
+    }
     event
 }
 
-impl<F, S, T, E> FusedStream for ResilientStream<F, S>
+/// Opens the attempt's stream and arms its time limits.
+fn open<O, S, T>(this: &mut Projection<'_, O, S>)
 where
-    F: FnMut() -> S,
+    O: Opener<T, Stream = S>,
+    S: Stream,
+{
+    if let Some(call) = this.call.as_mut() {
+        // Time spent waiting for a token is not the upstream's slowness.
+        call.restart_clock();
+    }
+    let stream = Opener::<T>::open(this.opener);
+    this.state.set(State::Streaming { stream });
+    let end = operation_end(this);
+    *this.limits = match this.retry.as_ref().map(RetryConfig::timeouts) {
+        Some(timeouts) if timeouts.any() || end.is_some() => {
+            Some(Limits::new(timeouts, end, Instant::now()))
+        }
+        _ => None,
+    };
+    rearm_timer(this, false);
+}
+
+/// Points the timer at the nearest limit, after an item (`item`) or at the start.
+fn rearm_timer<O, S: Stream>(this: &mut Projection<'_, O, S>, item: bool) {
+    let Some(limits) = this.limits.as_ref() else {
+        return;
+    };
+    let last_item = item.then(Instant::now);
+    match (limits.nearest(last_item), this.timer.as_mut()) {
+        (None, _) => *this.timer = None,
+        (Some((at, timeout)), Some((current, sleep))) => {
+            *current = timeout;
+            sleep.as_mut().reset(at);
+        }
+        (Some((at, timeout)), None) => {
+            *this.timer = Some((timeout, Box::pin(tokio::time::sleep_until(at))));
+        }
+    }
+}
+
+/// When the operation must end, if `max_elapsed` is set.
+fn operation_end<O, S: Stream>(this: &Projection<'_, O, S>) -> Option<Instant> {
+    let max = this.retry.as_ref()?.max_elapsed()?;
+    Some((*this.started)? + max)
+}
+
+/// Reports the attempt to the breaker; a state change goes out first, the rest after.
+fn end_attempt<O, S, T, E>(this: &mut Projection<'_, O, S>, end: End<S::Item>) -> Output<T, E>
+where
+    O: Opener<T, Stream = S>,
+    S: Stream<Item = Result<T, E>>,
+    E: Error + Send + Sync + 'static,
+{
+    let transition = this.call.take().and_then(|call| match end {
+        End::Finished => call.success(),
+        End::Item(_) | End::TimedOut(_) => call.failure(),
+    });
+    match transition {
+        Some(transition) => {
+            *this.settling = Some(end);
+            Some(Ok(Resilient::Circuit(this.labels.circuit(transition))))
+        }
+        None => settle::<O, S, T, E>(this, end),
+    }
+}
+
+/// Decides what follows an attempt's end: the end of the stream, a retry, or the error.
+fn settle<O, S, T, E>(this: &mut Projection<'_, O, S>, end: End<S::Item>) -> Output<T, E>
+where
+    O: Opener<T, Stream = S>,
+    S: Stream<Item = Result<T, E>>,
+    E: Error + Send + Sync + 'static,
+{
+    let failure = match end {
+        End::Finished => return None,
+        End::Item(Ok(_)) => unreachable!("attempts end on errors, not items"),
+        End::Item(Err(error)) => AttemptError::Operation(error),
+        End::TimedOut(timeout) => AttemptError::Timeout(timeout),
+    };
+    let attempts = *this.attempt;
+    let Some(config) = this.retry.as_ref() else {
+        return Some(Err(give_up(failure, attempts)));
+    };
+    if let AttemptError::Timeout(StreamTimeout {
+        kind: TimeoutKind::Deadline,
+        ..
+    }) = failure
+    {
+        return Some(Err(past_deadline(this, failure, attempts)));
+    }
+    let committed = *this.delivered > 0
+        && !Opener::<T>::resumes(&*this.opener)
+        && config.mid_stream() == MidStream::Fail;
+    let decision = match &failure {
+        AttemptError::Operation(error) => config.retry_on().decide(error),
+        AttemptError::Timeout(timeout) => config.retry_on().decide(timeout),
+    };
+    if committed || decision == RetryDecision::DoNotRetry || attempts >= config.max_attempts() {
+        return Some(Err(give_up(failure, attempts)));
+    }
+    let mut delay = config.delay_after(attempts, *this.previous_delay);
+    let mut server_directed = false;
+    if let RetryDecision::RetryAfter(asked) = decision {
+        if asked > config.max_server_delay() {
+            return Some(Err(match failure {
+                AttemptError::Operation(source) => ResilienceError::ServerDelayTooLong {
+                    source,
+                    delay: asked,
+                    max: config.max_server_delay(),
+                },
+                AttemptError::Timeout(_) => give_up(failure, attempts),
+            }));
+        }
+        if asked >= delay {
+            delay = asked;
+            server_directed = true;
+        }
+    }
+    if operation_end(this).is_some_and(|end| Instant::now() + delay >= end) {
+        return Some(Err(past_deadline(this, failure, attempts)));
+    }
+    if config.budget().is_some_and(|budget| !budget.try_withdraw()) {
+        return Some(Err(ResilienceError::RetryBudgetExhausted {
+            source: failure,
+            attempts,
+        }));
+    }
+    *this.previous_delay = Some(delay);
+    let (error, timeout) = match &failure {
+        AttemptError::Operation(error) => (error.to_string(), None),
+        AttemptError::Timeout(timeout) => (timeout.to_string(), Some(timeout.kind)),
+    };
+    let event = this.labels.retry(Retry {
+        attempt: attempts,
+        max_attempts: config.max_attempts(),
+        error,
+        delay,
+        items_delivered: *this.delivered,
+        timeout,
+        server_directed,
+    });
+    if delay.is_zero() {
+        this.state.set(State::Start);
+    } else {
+        this.state.set(State::Backoff {
+            sleep: Box::pin(tokio::time::sleep(delay)),
+        });
+    }
+    Some(Ok(Resilient::Retry(event)))
+}
+
+fn give_up<E: Error + 'static>(failure: AttemptError<E>, attempts: u32) -> ResilienceError<E> {
+    match failure {
+        AttemptError::Operation(source) => ResilienceError::Operation { source, attempts },
+        AttemptError::Timeout(source) => ResilienceError::Timeout { source, attempts },
+    }
+}
+
+fn past_deadline<O, S: Stream, E: Error + 'static>(
+    this: &Projection<'_, O, S>,
+    failure: AttemptError<E>,
+    attempts: u32,
+) -> ResilienceError<E> {
+    ResilienceError::DeadlineExceeded {
+        source: failure,
+        attempts,
+        elapsed: this.started.map_or(Duration::ZERO, |started| started.elapsed()),
+    }
+}
+
+impl<O, S, T, E> FusedStream for ResilientStream<O, S>
+where
+    O: Opener<T, Stream = S>,
     S: Stream<Item = Result<T, E>>,
     E: Error + Send + Sync + 'static,
 {
     fn is_terminated(&self) -> bool {
-        matches!(self.state, State::Done)
+        matches!(self.state, State::Done) && self.settling.is_none()
     }
 }
