@@ -319,3 +319,18 @@ async fn the_password_never_shows() {
         RateLimiter::redis("redis://:hidden-43@[::1", "x", config(5.0, 2)).unwrap_err();
     assert!(!format!("{unparsable} {unparsable:?}").contains("hidden-43"));
 }
+
+#[tokio::test]
+async fn drain_empties_the_shared_bucket_for_every_process() {
+    let server = RedisServer::start();
+    let ours = RateLimiter::redis(&server.url(), "drained", config(10.0, 5)).unwrap();
+    let theirs = RateLimiter::redis(&server.url(), "drained", config(10.0, 5)).unwrap();
+    assert!(theirs.try_acquire(1).await.unwrap());
+    ours.drain().await.unwrap();
+    assert!(
+        !theirs.try_acquire(1).await.unwrap(),
+        "the other process sees it empty"
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(theirs.try_acquire(1).await.unwrap(), "and refilling");
+}

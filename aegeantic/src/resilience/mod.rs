@@ -14,6 +14,8 @@ mod backoff;
 mod breaker;
 mod budget;
 mod error;
+#[cfg(feature = "http")]
+mod http;
 mod jitter;
 mod limiter;
 mod monitor;
@@ -27,6 +29,8 @@ pub use breaker::{
 };
 pub use budget::RetryBudget;
 pub use error::{ConfigError, RateLimitError, ResilienceError};
+#[cfg(feature = "http")]
+pub use http::{classify_http, HttpError};
 pub use jitter::Jitter;
 pub use limiter::{Acquire, Acquired, Fallback, RateLimitConfig, RateLimiter};
 #[cfg(feature = "redis")]

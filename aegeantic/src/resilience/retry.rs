@@ -152,9 +152,7 @@ impl RetryConfig {
     /// [`delay`](RetryConfig::delay) when the previous retry slept `previous`, which
     /// decorrelated jitter grows from.
     pub fn delay_after(&self, attempt: u32, previous: Option<Duration>) -> Duration {
-        let delay = self
-            .backoff
-            .delay(attempt, self.base_delay, self.max_delay);
+        let delay = self.backoff.delay(attempt, self.base_delay, self.max_delay);
         self.jitter.apply(
             delay,
             previous,

@@ -6,6 +6,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::{StreamTimeout, TimeoutKind};
+
 /// What to do about a failed attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RetryDecision {
@@ -88,7 +90,8 @@ const MAX_CHAIN: usize = 64;
 impl RetryOn {
     /// Timeouts and connection failures: an [`io::Error`] of kind `TimedOut`,
     /// `ConnectionRefused`, `ConnectionReset`, `ConnectionAborted`, `NotConnected`,
-    /// `BrokenPipe` or `UnexpectedEof`, or a [`tokio::time::error::Elapsed`].
+    /// `BrokenPipe` or `UnexpectedEof`, a [`tokio::time::error::Elapsed`], or an attempt's
+    /// own [`StreamTimeout`] (other than the operation's deadline).
     pub fn transient() -> Self {
         Self::predicate("transient", |error| {
             if let Some(io) = error.downcast_ref::<io::Error>() {
@@ -104,6 +107,9 @@ impl RetryOn {
                 );
             }
             error.is::<tokio::time::error::Elapsed>()
+                || error
+                    .downcast_ref::<StreamTimeout>()
+                    .is_some_and(|timeout| timeout.kind != TimeoutKind::Deadline)
         })
     }
 

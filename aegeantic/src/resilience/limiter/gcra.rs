@@ -61,6 +61,11 @@ impl Gcra {
         self.interval
     }
 
+    /// `B·T`: a `tat` this far ahead of `now` means an empty bucket.
+    pub(crate) fn tolerance(&self) -> u64 {
+        self.tolerance
+    }
+
     /// The booking for `tokens` (at most `burst`) requested at `now`.
     pub(crate) fn book(&self, tat: u64, now: u64, tokens: u32) -> Booking {
         let tat = tat.max(now) + u64::from(tokens) * self.interval;

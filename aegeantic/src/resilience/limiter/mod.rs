@@ -188,6 +188,24 @@ impl RateLimiter {
         self.shared.gcra.tokens(tat, self.now()).max(0.0)
     }
 
+    /// Empties the bucket, for every holder of the limiter (and, with Redis, every
+    /// process): call it when the upstream says it is overloaded (a 429), so that nobody
+    /// sharing the quota sends more until the bucket refills. Requests already queued keep
+    /// their places.
+    ///
+    /// # Errors
+    /// With Redis, [`RateLimitError::Backend`] when Redis cannot be reached; the
+    /// in-process bucket is drained all the same.
+    pub async fn drain(&self) -> Result<(), RateLimitError> {
+        let full_again = self.now() + self.shared.gcra.tolerance();
+        self.shared.tat.fetch_max(full_again, Ordering::Relaxed);
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.shared.redis {
+            return redis.drain().await;
+        }
+        Ok(())
+    }
+
     fn try_take_now(&self, tokens: u32) -> bool {
         self.try_take(tokens, self.now()).is_some()
     }

@@ -93,7 +93,11 @@ impl Limits {
             .attempt
             .map(|after| (self.attempt_started + after, TimeoutKind::Attempt, after));
         let operation = self.operation_end.map(|end| {
-            (end, TimeoutKind::Deadline, end.saturating_duration_since(self.attempt_started))
+            (
+                end,
+                TimeoutKind::Deadline,
+                end.saturating_duration_since(self.attempt_started),
+            )
         });
         [item, attempt, operation]
             .into_iter()

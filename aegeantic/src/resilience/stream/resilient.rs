@@ -66,10 +66,13 @@ pin_project! {
         Start,
         Acquiring { acquisition: Acquisition },
         Streaming { #[pin] stream: S },
-        Backoff { sleep: Pin<Box<Sleep>> },
+        Backoff { sleep: Pin<Box<Sleep>>, drain: Option<Drain> },
         Done,
     }
 }
+
+/// Empties the shared limiter while the back-off runs.
+type Drain = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// How an attempt ended: `Item` holds the stream's error item.
 enum End<I> {
@@ -183,7 +186,11 @@ where
                     *this.timer = None;
                     return Poll::Ready(end_attempt::<O, S, T, E>(&mut this, end));
                 }
-                StateProj::Backoff { sleep } => {
+                StateProj::Backoff { sleep, drain } => {
+                    if let Some(future) = drain {
+                        ready!(future.as_mut().poll(cx));
+                        *drain = None;
+                    }
                     ready!(sleep.as_mut().poll(cx));
                     this.state.set(State::Start);
                 }
@@ -334,7 +341,16 @@ where
     }
     let mut delay = config.delay_after(attempts, *this.previous_delay);
     let mut server_directed = false;
+    let mut drain = None;
     if let RetryDecision::RetryAfter(asked) = decision {
+        // The upstream is shedding load: everyone sharing the limiter should hold off,
+        // not just this stream.
+        if let Some(limiter) = this.limiter.clone() {
+            drain = Some(Box::pin(async move {
+                // A failed drain (Redis down) only loses the courtesy; the retry still waits.
+                let _ = limiter.drain().await;
+            }) as Drain);
+        }
         if asked > config.max_server_delay() {
             return Some(Err(match failure {
                 AttemptError::Operation(source) => ResilienceError::ServerDelayTooLong {
@@ -373,11 +389,12 @@ where
         timeout,
         server_directed,
     });
-    if delay.is_zero() {
+    if delay.is_zero() && drain.is_none() {
         this.state.set(State::Start);
     } else {
         this.state.set(State::Backoff {
             sleep: Box::pin(tokio::time::sleep(delay)),
+            drain,
         });
     }
     Some(Ok(Resilient::Retry(event)))
@@ -398,7 +415,9 @@ fn past_deadline<O, S: Stream, E: Error + 'static>(
     ResilienceError::DeadlineExceeded {
         source: failure,
         attempts,
-        elapsed: this.started.map_or(Duration::ZERO, |started| started.elapsed()),
+        elapsed: this
+            .started
+            .map_or(Duration::ZERO, |started| started.elapsed()),
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::sync::OnceCell;
 use crate::resilience::ConfigError;
 
 static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("gcra.lua")));
+static DRAIN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("drain.lua")));
 
 /// What the script answered.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -87,6 +88,21 @@ impl Connection {
                 remaining: remaining as f64 / 1e6,
                 now_us: now_us.max(0) as u64,
             })
+        };
+        tokio::time::timeout(self.call_timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
+    }
+
+    /// Runs the drain script: every window empty as of the server's now.
+    pub(crate) async fn drain(&self, windows: &[(u64, u64)]) -> Result<(), RedisError> {
+        let call = async {
+            let mut manager = self.manager().await?;
+            let mut invocation = DRAIN.key(&self.key);
+            for &(interval, tolerance) in windows {
+                invocation.arg(interval).arg(tolerance);
+            }
+            invocation.invoke_async::<()>(&mut manager).await
         };
         tokio::time::timeout(self.call_timeout, call)
             .await

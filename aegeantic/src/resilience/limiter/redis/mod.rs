@@ -174,6 +174,21 @@ impl RedisBackend {
         }
     }
 
+    /// Empties the shared bucket.
+    pub(crate) async fn drain(&self) -> Result<(), RateLimitError> {
+        self.connection
+            .drain(&self.windows)
+            .await
+            .map_err(|error| RateLimitError::Backend {
+                message: self.connection.describe(&error),
+            })?;
+        *self
+            .last_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = (0.0, Instant::now());
+        Ok(())
+    }
+
     /// The tokens Redis last reported plus the refill since, capped at the burst: an
     /// estimate, since other processes' takes are unseen until the next call.
     pub(crate) fn tokens_available(&self) -> f64 {

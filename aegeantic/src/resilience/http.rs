@@ -1,0 +1,179 @@
+//! Classifying HTTP failures by status and headers (feature `http`).
+//!
+//! | status                 | decision                                      |
+//! |------------------------|-----------------------------------------------|
+//! | 429, 503               | retry, after the server's delay if it gave one |
+//! | 408, 409, other 5xx    | retry (after the server's delay if given)      |
+//! | other 4xx, 1xx–3xx     | do not retry                                   |
+//!
+//! `x-should-retry: true|false`, when present, overrides the status. The delay comes from
+//! `retry-after-ms`, then `retry-after` (seconds or an HTTP date), then gRPC's
+//! `grpc-retry-pushback-ms` (a negative or unreadable pushback means do not retry).
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, StatusCode};
+
+use super::{Classify, RetryDecision};
+
+/// An HTTP response that failed, as an error a stream can yield. It classifies itself, so
+/// [`RetryOn::classified::<HttpError>()`](super::RetryOn::classified) honours its
+/// status and `Retry-After`.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("HTTP {status}")]
+pub struct HttpError {
+    /// The response status.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+}
+
+impl Classify for HttpError {
+    fn classify(&self) -> Option<RetryDecision> {
+        Some(classify_http(self.status, &self.headers))
+    }
+}
+
+/// The retry decision for a response with `status` and `headers`.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{HeaderMap, HeaderValue, StatusCode};
+/// use aegeantic::resilience::{classify_http, RetryDecision};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("retry-after", HeaderValue::from_static("20"));
+/// assert_eq!(
+///     classify_http(StatusCode::TOO_MANY_REQUESTS, &headers),
+///     RetryDecision::RetryAfter(Duration::from_secs(20))
+/// );
+/// assert_eq!(classify_http(StatusCode::NOT_FOUND, &HeaderMap::new()), RetryDecision::DoNotRetry);
+/// ```
+pub fn classify_http(status: StatusCode, headers: &HeaderMap) -> RetryDecision {
+    let retryable = match header(headers, "x-should-retry") {
+        Some("true") => true,
+        Some("false") => false,
+        _ => {
+            status == StatusCode::REQUEST_TIMEOUT
+                || status == StatusCode::CONFLICT
+                || status == StatusCode::TOO_MANY_REQUESTS
+                || status.is_server_error()
+        }
+    };
+    if !retryable {
+        return RetryDecision::DoNotRetry;
+    }
+    match server_delay(headers, SystemTime::now()) {
+        Some(Some(delay)) => RetryDecision::RetryAfter(delay),
+        Some(None) => RetryDecision::DoNotRetry,
+        None => RetryDecision::Retry,
+    }
+}
+
+/// The delay the server asked for: `None` when it said nothing, `Some(None)` when it said
+/// not to retry (a negative gRPC pushback).
+fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Option<Duration>> {
+    if let Some(ms) = header(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(Some(Duration::from_secs_f64(ms / 1000.0)));
+        }
+    }
+    if let Some(value) = header(headers, "retry-after") {
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(Some(Duration::from_secs(seconds)));
+        }
+        if let Ok(date) = httpdate::parse_http_date(value) {
+            return Some(Some(date.duration_since(now).unwrap_or(Duration::ZERO)));
+        }
+    }
+    let pushback = header(headers, "grpc-retry-pushback-ms")?;
+    Some(pushback.parse::<u64>().ok().map(Duration::from_millis))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name)?.to_str().ok().map(str::trim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for &(name, value) in pairs {
+            map.insert(name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn statuses_follow_the_table() {
+        let none = HeaderMap::new();
+        for code in [408, 409, 429, 500, 502, 503, 504] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(classify_http(status, &none), RetryDecision::Retry, "{code}");
+        }
+        for code in [200, 301, 400, 401, 403, 404, 422] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(
+                classify_http(status, &none),
+                RetryDecision::DoNotRetry,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_delays_are_read_in_order_of_precision() {
+        let busy = StatusCode::TOO_MANY_REQUESTS;
+        let secs = |s| RetryDecision::RetryAfter(Duration::from_secs_f64(s));
+        assert_eq!(
+            classify_http(busy, &headers(&[("retry-after", "20")])),
+            secs(20.0)
+        );
+        assert_eq!(
+            classify_http(
+                busy,
+                &headers(&[("retry-after", "20"), ("retry-after-ms", "1500")])
+            ),
+            secs(1.5)
+        );
+        assert_eq!(
+            classify_http(busy, &headers(&[("grpc-retry-pushback-ms", "250")])),
+            secs(0.25)
+        );
+        assert_eq!(
+            classify_http(busy, &headers(&[("grpc-retry-pushback-ms", "-1")])),
+            RetryDecision::DoNotRetry
+        );
+        assert_eq!(
+            classify_http(busy, &headers(&[("retry-after", "soon")])),
+            RetryDecision::Retry
+        );
+    }
+
+    #[test]
+    fn http_dates_become_delays() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        let delay = |date: &str| server_delay(&headers(&[("retry-after", date)]), now);
+        assert_eq!(delay(&later), Some(Some(Duration::from_secs(30))));
+        assert_eq!(delay(&past), Some(Some(Duration::ZERO)));
+    }
+
+    #[test]
+    fn x_should_retry_overrides_the_status() {
+        let yes = headers(&[("x-should-retry", "true")]);
+        let no = headers(&[("x-should-retry", "false")]);
+        assert_eq!(
+            classify_http(StatusCode::BAD_REQUEST, &yes),
+            RetryDecision::Retry
+        );
+        assert_eq!(
+            classify_http(StatusCode::SERVICE_UNAVAILABLE, &no),
+            RetryDecision::DoNotRetry
+        );
+    }
+}
