@@ -17,7 +17,7 @@ use support::{flaky_llm, Attempt};
 async fn main() -> Result<(), Box<dyn Error>> {
     let retry_config = RetryConfig::builder()
         .max_attempts(3)
-        .base_delay(Duration::from_millis(100))
+        .base_delay(Duration::from_millis(50))
         .retry_on(RetryOn::transient())
         .build()?;
     let rate_limiter = RateLimiter::new(RateLimitConfig {

@@ -1,4 +1,5 @@
-//! `retry_stream`: a streaming call that fails twice before it works.
+//! `retry_stream`: a streaming call that times out, then drops mid-answer, then works; the
+//! retry events arrive inline. An error that is not transient is not retried.
 //!
 //! `cargo run --example retry`
 
@@ -16,7 +17,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let config = RetryConfig::builder()
         .max_attempts(3)
         .backoff("exponential".parse::<Backoff>()?)
-        .base_delay(Duration::from_millis(100))
+        .base_delay(Duration::from_millis(50))
         .max_delay(Duration::from_secs(30))
         .jitter(true)
         .retry_on(RetryOn::transient())
@@ -24,20 +25,28 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let llm = flaky_llm(
         "Retries happen where you can see them. ",
-        &[Attempt::Refused, Attempt::DropsAfter(2), Attempt::Ok],
+        &[Attempt::TimesOut, Attempt::DropsAfter(2), Attempt::Ok],
     );
     let mut stream = retry_stream(llm, config, "gpt-4", "llm");
+    let mut line = String::new();
     while let Some(item) = stream.next().await {
         match item? {
-            Resilient::Retry(event) => println!(
-                "\nRetry {}/{}, waiting {:.2}s ({})",
-                event.attempt, event.max_attempts, event.next_delay_seconds, event.error
-            ),
-            Resilient::Item(chunk) => print!("{chunk}"),
+            Resilient::Retry(event) => {
+                if event.items_delivered > 0 {
+                    // The next attempt starts from the beginning: these chunks come again.
+                    println!("{line}[dropped after {} chunks]", event.items_delivered);
+                    line.clear();
+                }
+                println!(
+                    "Retry {}/{}, waiting {:.2}s ({})",
+                    event.attempt, event.max_attempts, event.next_delay_seconds, event.error
+                );
+            }
+            Resilient::Item(chunk) => line.push_str(&chunk),
             _ => {}
         }
     }
-    println!();
+    println!("{line}");
 
     // An error that is not transient is not retried: it ends the stream at once.
     let denied = flaky_llm("never shown", &[Attempt::Denied]);

@@ -13,47 +13,55 @@ pub enum Attempt {
     Ok,
     /// Fails before the first word (the connection is refused).
     Refused,
+    /// Fails before the first word (the request times out).
+    TimesOut,
     /// Streams `n` words, then the connection drops.
     DropsAfter(usize),
     /// Fails with an error that is not worth retrying.
     Denied,
 }
 
-/// A factory for `resilient_stream`: attempt `k` behaves as `plan[k]` (the last entry
-/// repeats), streaming the words of `text` 15 ms apart.
+/// One attempt: the words of `text`, 15 ms apart, behaving as `attempt` says.
+pub fn llm_stream(text: &'static str, attempt: Attempt) -> BoxStream<'static, io::Result<String>> {
+    async_stream::stream! {
+        let words: Vec<&str> = text.split_inclusive(' ').collect();
+        let cut = match attempt {
+            Attempt::Ok => words.len(),
+            Attempt::Refused | Attempt::TimesOut => 0,
+            Attempt::DropsAfter(n) => n.min(words.len()),
+            Attempt::Denied => {
+                yield Err(io::Error::new(io::ErrorKind::PermissionDenied, "401: invalid API key"));
+                return;
+            }
+        };
+        for word in &words[..cut] {
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            yield Ok(word.to_string());
+        }
+        match attempt {
+            Attempt::Refused => yield Err(io::Error::from(io::ErrorKind::ConnectionRefused)),
+            Attempt::TimesOut => yield Err(io::Error::new(io::ErrorKind::TimedOut, "request timed out")),
+            Attempt::DropsAfter(_) => yield Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "connection reset mid-stream",
+            )),
+            Attempt::Ok | Attempt::Denied => {}
+        }
+    }
+    .boxed()
+}
+
+/// A factory for `retry_stream` / `resilient_stream`: attempt `k` behaves as `plan[k]`
+/// (the last entry repeats).
 pub fn flaky_llm(
     text: &'static str,
     plan: &[Attempt],
-) -> impl FnMut() -> BoxStream<'static, Result<String, io::Error>> + Send + 'static {
+) -> impl FnMut() -> BoxStream<'static, io::Result<String>> + Send + 'static {
     let plan = plan.to_vec();
     let mut calls = 0;
     move || {
         let attempt = plan[calls.min(plan.len() - 1)];
         calls += 1;
-        async_stream::stream! {
-            let words: Vec<&str> = text.split_inclusive(' ').collect();
-            let cut = match attempt {
-                Attempt::Ok => words.len(),
-                Attempt::Refused => 0,
-                Attempt::DropsAfter(n) => n.min(words.len()),
-                Attempt::Denied => {
-                    yield Err(io::Error::new(io::ErrorKind::PermissionDenied, "401: invalid API key"));
-                    return;
-                }
-            };
-            for word in &words[..cut] {
-                tokio::time::sleep(Duration::from_millis(15)).await;
-                yield Ok(word.to_string());
-            }
-            match attempt {
-                Attempt::Refused => yield Err(io::Error::from(io::ErrorKind::ConnectionRefused)),
-                Attempt::DropsAfter(_) => yield Err(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    "connection reset mid-stream",
-                )),
-                Attempt::Ok | Attempt::Denied => {}
-            }
-        }
-        .boxed()
+        llm_stream(text, attempt)
     }
 }

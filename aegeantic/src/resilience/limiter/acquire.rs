@@ -36,7 +36,8 @@ pub enum Fallback {
     Local,
 }
 
-/// Waits for tokens; see [`RateLimiter::acquire`]. Dropping it gives its place back.
+/// Waits for tokens; see [`RateLimiter::acquire`]. Dropping it gives its place in the
+/// in-process queue back (a slot booked in Redis stays spent).
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct Acquire<'a> {

@@ -142,7 +142,8 @@ impl RateLimiter {
     /// Returns at once when the tokens are there and nobody is waiting. Otherwise the
     /// request takes its place in the queue and sleeps until its tokens exist. Dropping the
     /// future before then gives its place back: the tokens stay in the bucket and the
-    /// waiters behind it move forward. `operation_name` labels tracing records.
+    /// waiters behind it move forward. (With Redis a booked slot stays spent: other
+    /// processes may have booked behind it.) `operation_name` labels tracing records.
     ///
     /// # Errors
     /// [`RateLimitError::InsufficientCapacity`] at once when `tokens` exceeds the burst
