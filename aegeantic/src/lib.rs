@@ -44,5 +44,11 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "agent")]
+pub mod agent;
 pub mod events;
+#[cfg(feature = "llm")]
+pub mod llm;
 pub mod resilience;
+#[cfg(feature = "fault-server")]
+pub mod testing;
