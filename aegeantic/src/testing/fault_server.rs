@@ -333,7 +333,9 @@ async fn handle(
                     StreamEnd::MissingDone => {}
                     StreamEnd::Cut => {
                         yield Ok(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"cont"));
-                        // A body error makes hyper abort the connection mid-body.
+                        // Let hyper flush what came before, so that the cut falls exactly
+                        // here; then a body error makes it abort the connection.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                         yield Err(io::Error::new(io::ErrorKind::ConnectionAborted, "cut"));
                     }
                     StreamEnd::Stall => std::future::pending::<()>().await,
