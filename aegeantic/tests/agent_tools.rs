@@ -10,7 +10,9 @@ use aegeantic::agent::{
     tool_retry_on, Agent, AgentConfig, AgentEvent, AgentRunner, Tool, ToolContext, ToolError,
     ToolFuture, ToolPolicy, WithPolicy,
 };
-use aegeantic::llm::{FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, LlmStream, ToolCallDelta};
+use aegeantic::llm::{
+    FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, LlmStream, ToolCallDelta,
+};
 use aegeantic::resilience::{retry_stream, Resilient, RetryConfig};
 use futures::{stream, StreamExt};
 use serde_json::{json, Value};
@@ -45,7 +47,10 @@ fn call(name: &str) -> Vec<LlmChunk> {
 }
 
 fn answer() -> Vec<LlmChunk> {
-    vec![LlmChunk::Text("ok".into()), LlmChunk::Finish(FinishReason::Stop)]
+    vec![
+        LlmChunk::Text("ok".into()),
+        LlmChunk::Finish(FinishReason::Stop),
+    ]
 }
 
 /// Sleeps `sleeps[n]` on its n-th call, then fails transiently or succeeds.
@@ -113,7 +118,9 @@ impl Tool for SelfRetrying {
             let mut out = None;
             while let Some(item) = items.next().await {
                 ctx.report(&item);
-                if let Resilient::Item(value) = item.map_err(|e| ToolError::failed(e.to_string()))? {
+                if let Resilient::Item(value) =
+                    item.map_err(|e| ToolError::failed(e.to_string()))?
+                {
                     out = Some(value);
                 }
             }
@@ -132,16 +139,14 @@ async fn a_tool_timeout_is_retried_under_the_tools_policy() {
         calls: Mutex::new(0),
         sleeps: vec![Duration::from_secs(60), Duration::from_secs(1)],
     };
-    let policy = ToolPolicy::default()
-        .timeout(Duration::from_secs(5))
-        .retry(
-            RetryConfig::builder()
-                .base_delay(Duration::from_secs(2))
-                .jitter(false)
-                .retry_on(tool_retry_on())
-                .build()
-                .unwrap(),
-        );
+    let policy = ToolPolicy::default().timeout(Duration::from_secs(5)).retry(
+        RetryConfig::builder()
+            .base_delay(Duration::from_secs(2))
+            .jitter(false)
+            .retry_on(tool_retry_on())
+            .build()
+            .unwrap(),
+    );
     let mut runner = run(
         Scripted::new(vec![call("flaky"), answer()]),
         Arc::new(WithPolicy::new(flaky, policy)),
@@ -160,7 +165,10 @@ async fn a_tool_timeout_is_retried_under_the_tools_policy() {
     assert_eq!(retry.step_id.as_deref(), Some("step-1"));
     assert!(events.iter().any(|e| matches!(e,
         AgentEvent::ToolOutput { output, is_error: false, .. } if output == &json!("done on call 2"))));
-    assert!(matches!(events.last(), Some(AgentEvent::StepComplete { .. })));
+    assert!(matches!(
+        events.last(),
+        Some(AgentEvent::StepComplete { .. })
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -177,19 +185,29 @@ async fn a_timeout_without_retry_is_an_error_the_model_sees() {
     let events: Vec<AgentEvent> = runner.step_stream("go").collect().await;
     assert!(events.iter().any(|e| matches!(e,
         AgentEvent::ToolOutput { output, is_error: true, .. } if output.to_string().contains("timed out"))));
-    assert!(events.iter().any(|e| matches!(e, AgentEvent::ToolEnd { success: false, .. })));
-    assert!(matches!(events.last(), Some(AgentEvent::StepComplete { .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, AgentEvent::ToolEnd { success: false, .. })));
+    assert!(matches!(
+        events.last(),
+        Some(AgentEvent::StepComplete { .. })
+    ));
 }
 
 #[tokio::test(start_paused = true)]
 async fn events_a_tool_reports_appear_while_it_runs() {
-    let mut runner = run(Scripted::new(vec![call("fetch"), answer()]), Arc::new(SelfRetrying));
+    let mut runner = run(
+        Scripted::new(vec![call("fetch"), answer()]),
+        Arc::new(SelfRetrying),
+    );
     let events: Vec<AgentEvent> = runner.step_stream("go").collect().await;
     let order: Vec<&str> = events
         .iter()
         .filter_map(|e| match e {
             AgentEvent::ToolStart { .. } => Some("start"),
-            AgentEvent::Retry { event, .. } if &*event.operation_name == "fetch-api" => Some("retry"),
+            AgentEvent::Retry { event, .. } if &*event.operation_name == "fetch-api" => {
+                Some("retry")
+            }
             AgentEvent::ToolOutput { .. } => Some("output"),
             _ => None,
         })
@@ -202,7 +220,10 @@ async fn events_a_tool_reports_appear_while_it_runs() {
 #[tokio::test(start_paused = true)]
 async fn history_carries_over_between_steps() {
     let mut runner = AgentRunner::new(Agent::new(
-        AgentConfig { system_prompt: Some("sys".into()), ..AgentConfig::default() },
+        AgentConfig {
+            system_prompt: Some("sys".into()),
+            ..AgentConfig::default()
+        },
         Scripted::new(vec![answer(), answer()]),
         vec![],
     ));

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aegeantic::agent::{Agent, AgentConfig, AgentError, AgentEvent, AgentRunner, Tool, ToolContext, ToolError, ToolFuture};
+use aegeantic::agent::{
+    Agent, AgentConfig, AgentError, AgentEvent, AgentRunner, Tool, ToolContext, ToolError,
+    ToolFuture,
+};
 use aegeantic::llm::{llm_retry_on, OpenAiCompatible, OpenAiConfig, ResilientProvider};
 use aegeantic::resilience::{ResilienceMonitor, RetryConfig};
 use aegeantic::testing::{FaultServer, Reply, StreamEnd};
@@ -39,7 +42,8 @@ impl Tool for Add {
 }
 
 fn runner(server: &FaultServer, max_iterations: u32) -> AgentRunner {
-    let provider = OpenAiCompatible::new(OpenAiConfig::new(server.base_url(), "fault-model")).unwrap();
+    let provider =
+        OpenAiCompatible::new(OpenAiConfig::new(server.base_url(), "fault-model")).unwrap();
     let retry = RetryConfig::builder()
         .base_delay(Duration::from_millis(10))
         .jitter(false)
@@ -52,7 +56,11 @@ fn runner(server: &FaultServer, max_iterations: u32) -> AgentRunner {
         ..AgentConfig::default()
     };
     let tools: Vec<Arc<dyn Tool>> = vec![Arc::new(Add)];
-    AgentRunner::new(Agent::new(config, ResilientProvider::new(provider).retry(retry), tools))
+    AgentRunner::new(Agent::new(
+        config,
+        ResilientProvider::new(provider).retry(retry),
+        tools,
+    ))
 }
 
 fn kind(event: &AgentEvent) -> String {
@@ -60,12 +68,18 @@ fn kind(event: &AgentEvent) -> String {
         AgentEvent::LlmChunk { .. } => "chunk".into(),
         AgentEvent::LlmComplete { tool_calls, .. } => format!("complete({})", tool_calls.len()),
         AgentEvent::ToolStart { name, .. } => format!("start:{name}"),
-        AgentEvent::ToolOutput { output, is_error, .. } => format!("output:{output}:{is_error}"),
+        AgentEvent::ToolOutput {
+            output, is_error, ..
+        } => format!("output:{output}:{is_error}"),
         AgentEvent::ToolEnd { success, .. } => format!("end:{success}"),
         AgentEvent::Retry { event, .. } => format!("retry:{}", event.operation_type),
         AgentEvent::RateLimit { .. } => "rate".into(),
         AgentEvent::Error { error, .. } => format!("error:{error}"),
-        AgentEvent::StepComplete { response, iterations, .. } => format!("done:{iterations}:{response}"),
+        AgentEvent::StepComplete {
+            response,
+            iterations,
+            ..
+        } => format!("done:{iterations}:{response}"),
         other => format!("{other:?}"),
     }
 }
@@ -81,7 +95,8 @@ async fn step(runner: &mut AgentRunner, input: &str) -> (Vec<AgentEvent>, Vec<St
 async fn a_tool_call_round_trip_through_429s_and_a_cut_stream() {
     let server = FaultServer::start([
         Reply::rate_limited("0"),
-        Reply::tool_call("call_1", "add", &["{\"a\": 2,", " \"b\": 3}"], GAP).ending(StreamEnd::Cut),
+        Reply::tool_call("call_1", "add", &["{\"a\": 2,", " \"b\": 3}"], GAP)
+            .ending(StreamEnd::Cut),
         Reply::tool_call("call_1", "add", &["{\"a\": 2,", " \"b\": 3}"], GAP),
         Reply::status(503, "service_unavailable"),
         Reply::text(&["The sum ", "is 5."], GAP),
@@ -113,11 +128,23 @@ async fn a_tool_call_round_trip_through_429s_and_a_cut_stream() {
     let requests = server.requests();
     assert_eq!(requests.len(), 5);
     let messages = &requests[4].body["messages"];
-    assert_eq!(messages[0], json!({"role": "system", "content": "You add numbers."}));
+    assert_eq!(
+        messages[0],
+        json!({"role": "system", "content": "You add numbers."})
+    );
     assert_eq!(messages[2]["tool_calls"][0]["id"], json!("call_1"));
-    assert_eq!(messages[2]["tool_calls"][0]["function"]["arguments"], json!("{\"a\": 2, \"b\": 3}"));
-    assert_eq!(messages[3], json!({"role": "tool", "content": "5", "tool_call_id": "call_1"}));
-    assert_eq!(requests[0].body["tools"][0]["function"]["name"], json!("add"));
+    assert_eq!(
+        messages[2]["tool_calls"][0]["function"]["arguments"],
+        json!("{\"a\": 2, \"b\": 3}")
+    );
+    assert_eq!(
+        messages[3],
+        json!({"role": "tool", "content": "5", "tool_call_id": "call_1"})
+    );
+    assert_eq!(
+        requests[0].body["tools"][0]["function"]["name"],
+        json!("add")
+    );
     assert_eq!(runner.history().len(), 5);
 }
 
@@ -136,7 +163,11 @@ async fn bad_arguments_become_a_tool_error_the_model_sees() {
     let errors: Vec<String> = events
         .iter()
         .filter_map(|e| match e {
-            AgentEvent::ToolOutput { output, is_error: true, .. } => Some(output.to_string()),
+            AgentEvent::ToolOutput {
+                output,
+                is_error: true,
+                ..
+            } => Some(output.to_string()),
             _ => None,
         })
         .collect();
@@ -145,7 +176,10 @@ async fn bad_arguments_become_a_tool_error_the_model_sees() {
     assert!(errors[1].contains("a must be an integer"), "{}", errors[1]);
     assert!(errors[2].contains("unknown tool"), "{}", errors[2]);
     let sent = &server.requests()[3].body["messages"];
-    assert!(sent[3]["content"].as_str().unwrap().contains("not valid JSON"));
+    assert!(sent[3]["content"]
+        .as_str()
+        .unwrap()
+        .contains("not valid JSON"));
 }
 
 #[tokio::test]
@@ -154,7 +188,13 @@ async fn max_iterations_ends_the_step_with_a_clear_error() {
     let server = FaultServer::start([call(), call(), call()]).await.unwrap();
     let (events, kinds) = step(&mut runner(&server, 2), "loop").await;
     assert_eq!(server.requests().len(), 2);
-    assert!(kinds.last().unwrap().contains("no final answer after 2 model calls"), "{kinds:?}");
+    assert!(
+        kinds
+            .last()
+            .unwrap()
+            .contains("no final answer after 2 model calls"),
+        "{kinds:?}"
+    );
     assert!(matches!(
         events.last(),
         Some(AgentEvent::Error { error, .. }) if matches!(**error, AgentError::MaxIterations { max_iterations: 2 })
@@ -163,7 +203,9 @@ async fn max_iterations_ends_the_step_with_a_clear_error() {
 
 #[tokio::test]
 async fn a_permanent_model_error_ends_the_step() {
-    let server = FaultServer::start([Reply::status(401, "invalid_api_key")]).await.unwrap();
+    let server = FaultServer::start([Reply::status(401, "invalid_api_key")])
+        .await
+        .unwrap();
     let (_, kinds) = step(&mut runner(&server, 2), "hi").await;
     assert_eq!(kinds.len(), 1);
     assert!(kinds[0].starts_with("error:model call failed"), "{kinds:?}");

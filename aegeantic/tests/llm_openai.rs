@@ -70,15 +70,24 @@ fn ok_tail() -> [&'static str; 4] {
 
 #[tokio::test]
 async fn streams_text_usage_and_finish_and_sends_the_right_request() {
-    let server = FaultServer::start([Reply::text(&["Hel", "lo"], GAP)]).await.unwrap();
-    let items: Vec<_> = chunks(&provider(&server)).await.into_iter().map(Result::unwrap).collect();
+    let server = FaultServer::start([Reply::text(&["Hel", "lo"], GAP)])
+        .await
+        .unwrap();
+    let items: Vec<_> = chunks(&provider(&server))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(
         items,
         [
             LlmChunk::Text("Hel".into()),
             LlmChunk::Text("lo".into()),
             LlmChunk::Finish(FinishReason::Stop),
-            LlmChunk::Usage(Usage { prompt_tokens: 10, completion_tokens: 5 }),
+            LlmChunk::Usage(Usage {
+                prompt_tokens: 10,
+                completion_tokens: 5
+            }),
         ]
     );
     let requests = server.requests();
@@ -87,8 +96,14 @@ async fn streams_text_usage_and_finish_and_sends_the_right_request() {
     assert_eq!(body["stream"], json!(true));
     assert_eq!(body["stream_options"]["include_usage"], json!(true));
     assert_eq!(body["model"], json!("fault-model"));
-    assert_eq!(body["messages"][0], json!({"role": "user", "content": "hi"}));
-    assert_eq!(requests[0].authorization.as_deref(), Some(&*format!("Bearer {KEY}")));
+    assert_eq!(
+        body["messages"][0],
+        json!({"role": "user", "content": "hi"})
+    );
+    assert_eq!(
+        requests[0].authorization.as_deref(),
+        Some(&*format!("Bearer {KEY}"))
+    );
 }
 
 #[tokio::test]
@@ -102,7 +117,16 @@ async fn rate_limited_429_reads_retry_after_and_is_retried() {
     .unwrap();
     let first = chunks(&provider(&server)).await;
     let error = first[0].as_ref().unwrap_err();
-    assert!(matches!(error, LlmError::Api { status: Some(429), .. }), "{error}");
+    assert!(
+        matches!(
+            error,
+            LlmError::Api {
+                status: Some(429),
+                ..
+            }
+        ),
+        "{error}"
+    );
     assert_eq!(error.server_delay(), Some(Duration::from_secs(1)));
     assert!(error.is_transient());
 
@@ -306,7 +330,11 @@ async fn the_api_key_never_shows() {
     let echo = json!({"error": {"message": format!("Incorrect API key provided: {KEY}."),
         "type": "invalid_request_error", "code": "invalid_api_key"}});
     let server = FaultServer::start([
-        Reply::Status { status: 401, headers: vec![], body: echo.to_string() },
+        Reply::Status {
+            status: 401,
+            headers: vec![],
+            body: echo.to_string(),
+        },
         Reply::text(&["Hel"], GAP).ending(StreamEnd::ErrorEvent(echo["error"].clone())),
         Reply::Reset,
     ])

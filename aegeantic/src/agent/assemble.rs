@@ -81,8 +81,14 @@ mod tests {
         assert_eq!(assembly.text, "Let me check.");
         let calls = assembly.tool_calls();
         assert_eq!(calls.len(), 2);
-        assert_eq!((&*calls[0].id, &*calls[0].name, &*calls[0].arguments), ("c0", "a", "{\"x\":1}"));
-        assert_eq!((&*calls[1].id, &*calls[1].name, &*calls[1].arguments), ("call_1", "b", "{\"y\":2}"));
+        assert_eq!(
+            (&*calls[0].id, &*calls[0].name, &*calls[0].arguments),
+            ("c0", "a", "{\"x\":1}")
+        );
+        assert_eq!(
+            (&*calls[1].id, &*calls[1].name, &*calls[1].arguments),
+            ("call_1", "b", "{\"y\":2}")
+        );
         assert_eq!(assembly.finish, Some(FinishReason::ToolCalls));
     }
 }

@@ -256,9 +256,8 @@ enum Progress<T> {
     Attempt(Option<T>),
 }
 
-type Attempts = Pin<
-    Box<dyn Stream<Item = Result<Resilient<Value>, ResilienceError<ToolError>>> + Send>,
->;
+type Attempts =
+    Pin<Box<dyn Stream<Item = Result<Resilient<Value>, ResilienceError<ToolError>>> + Send>>;
 
 /// The call's attempts under the tool's policy. Bad arguments and unknown tools fail at
 /// once, without calling anything.

@@ -254,7 +254,11 @@ impl ToolError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            ToolError::Timeout { .. } | ToolError::Failed { transient: true, .. }
+            ToolError::Timeout { .. }
+                | ToolError::Failed {
+                    transient: true,
+                    ..
+                }
         )
     }
 }

@@ -143,10 +143,7 @@ impl OpenAiCompatible {
 impl LlmProvider for OpenAiCompatible {
     fn stream(&self, request: &LlmRequest) -> LlmStream {
         let config = Arc::clone(&self.config);
-        let url = format!(
-            "{}/chat/completions",
-            config.base_url.trim_end_matches('/')
-        );
+        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         let body = request_body(request, &config.model);
         let mut builder = self.client.post(url).json(&body);
         if let Some(key) = &config.api_key {
@@ -438,9 +435,8 @@ struct UsageWire {
 }
 
 fn parse_event(event: &SseEvent, redactor: &Redactor) -> Result<Vec<LlmChunk>, LlmError> {
-    let value: Value = serde_json::from_str(&event.data).map_err(|error| {
-        LlmError::Protocol(format!("stream data is not JSON ({error})"))
-    })?;
+    let value: Value = serde_json::from_str(&event.data)
+        .map_err(|error| LlmError::Protocol(format!("stream data is not JSON ({error})")))?;
     if event.event.as_deref() == Some("error") || value.get("error").is_some() {
         return Err(stream_error(value, redactor));
     }
@@ -532,7 +528,10 @@ mod tests {
             server_delay(&past, now + Duration::from_secs(5)),
             Some(Duration::ZERO)
         );
-        assert_eq!(server_delay(&headers(&[("retry-after", "soon")]), now), None);
+        assert_eq!(
+            server_delay(&headers(&[("retry-after", "soon")]), now),
+            None
+        );
         assert_eq!(server_delay(&headers(&[("retry-after", "-1")]), now), None);
     }
 
@@ -543,7 +542,8 @@ mod tests {
         let error = http_error(401, &HeaderMap::new(), body, &redactor);
         assert!(!error.is_transient());
         assert!(!format!("{error} {error:?}").contains("sk-secret"));
-        let quota = r#"{"error":{"message":"no","type":"insufficient_quota","code":"insufficient_quota"}}"#;
+        let quota =
+            r#"{"error":{"message":"no","type":"insufficient_quota","code":"insufficient_quota"}}"#;
         assert!(!http_error(429, &HeaderMap::new(), quota, &redactor).is_transient());
         let busy = http_error(429, &headers(&[("x-should-retry", "false")]), "", &redactor);
         assert!(!busy.is_transient());
@@ -577,9 +577,18 @@ mod tests {
         let overloaded = r#"{"error":{"message":"busy","type":"overloaded_error"}}"#;
         let error = parse_event(&event(overloaded), &redactor).unwrap_err();
         assert!(error.is_transient());
-        assert!(matches!(error, LlmError::Api { status: Some(503), in_stream: true, .. }));
+        assert!(matches!(
+            error,
+            LlmError::Api {
+                status: Some(503),
+                in_stream: true,
+                ..
+            }
+        ));
         let invalid = r#"{"error":{"message":"bad","type":"invalid_request_error"}}"#;
-        assert!(!parse_event(&event(invalid), &redactor).unwrap_err().is_transient());
+        assert!(!parse_event(&event(invalid), &redactor)
+            .unwrap_err()
+            .is_transient());
         assert!(matches!(
             parse_event(&event("not json"), &redactor),
             Err(LlmError::Protocol(_))

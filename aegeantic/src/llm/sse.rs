@@ -117,7 +117,11 @@ mod tests {
         assert_eq!(whole[3].data, "[DONE]");
         for split in 0..bytes.len() {
             let (a, b) = bytes.split_at(split);
-            assert_eq!(all(&mut SseParser::new(), &[a, b]), whole, "split at {split}");
+            assert_eq!(
+                all(&mut SseParser::new(), &[a, b]),
+                whole,
+                "split at {split}"
+            );
         }
         let single: Vec<&[u8]> = bytes.chunks(1).collect();
         assert_eq!(all(&mut SseParser::new(), &single), whole);

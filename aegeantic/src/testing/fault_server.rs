@@ -345,7 +345,10 @@ async fn handle(
                 }
             };
             (
-                [("content-type", "text/event-stream"), ("cache-control", "no-cache")],
+                [
+                    ("content-type", "text/event-stream"),
+                    ("cache-control", "no-cache"),
+                ],
                 Body::from_stream(body),
             )
                 .into_response()
