@@ -354,7 +354,9 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// `retry-after-ms` (milliseconds) first, then `retry-after` (seconds or an HTTP date).
 fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let from_secs = |secs: f64| {
-        (secs.is_finite() && secs >= 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+        (0.0..1e9)
+            .contains(&secs)
+            .then(|| Duration::from_secs_f64(secs))
     };
     if let Some(ms) = header(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         if let Some(delay) = from_secs(ms / 1000.0) {
