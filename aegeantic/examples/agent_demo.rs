@@ -1,8 +1,8 @@
 //! An agent step that calls a tool through injected faults, with every event printed live.
 //!
 //! ```text
-//! cargo run --example agent_demo --features agent,openai,fault-server
-//! OPENAI_API_KEY=... cargo run --example agent_demo --features agent,openai,fault-server -- \
+//! cargo run --example agent_demo --features macros,openai,fault-server
+//! OPENAI_API_KEY=... cargo run --example agent_demo --features macros,openai,fault-server -- \
 //!     --base-url https://api.openai.com/v1 --model gpt-4o-mini
 //! ```
 //!
@@ -14,40 +14,21 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aegeantic::agent::{
-    Agent, AgentConfig, AgentEvent, AgentRunner, Tool, ToolContext, ToolError, ToolFuture,
-};
+use aegeantic::agent::{Agent, AgentConfig, AgentEvent, AgentRunner, Tool, ToolError};
 use aegeantic::llm::{llm_retry_on, LlmChunk, OpenAiCompatible, OpenAiConfig, ResilientProvider};
 use aegeantic::resilience::{RateLimitConfig, RateLimiter, ResilienceMonitor, RetryConfig};
 use aegeantic::testing::{FaultServer, Reply, StreamEnd};
+use aegeantic::tool;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-/// A canned weather lookup.
-struct Weather;
-
-impl Tool for Weather {
-    fn name(&self) -> &str {
-        "get_weather"
+/// A canned weather lookup, made a tool by `#[tool]`.
+#[tool("Current weather for a city")]
+async fn get_weather(city: String) -> Result<Value, ToolError> {
+    if city.trim().is_empty() {
+        return Err(ToolError::InvalidArguments("city must not be empty".into()));
     }
-
-    fn description(&self) -> &str {
-        "Current weather for a city"
-    }
-
-    fn parameters(&self) -> Value {
-        json!({"type": "object", "required": ["city"],
-               "properties": {"city": {"type": "string", "description": "City name"}}})
-    }
-
-    fn call(&self, args: Value, _ctx: ToolContext) -> ToolFuture<'_> {
-        Box::pin(async move {
-            let city = args["city"]
-                .as_str()
-                .ok_or_else(|| ToolError::InvalidArguments("city must be a string".into()))?;
-            Ok(json!({"city": city, "temperature_c": 21, "sky": "clear"}))
-        })
-    }
+    Ok(json!({"city": city, "temperature_c": 21, "sky": "clear"}))
 }
 
 /// ANSI colours, only when stdout is a terminal.
@@ -143,7 +124,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             ..AgentConfig::default()
         },
         provider,
-        vec![Arc::new(Weather) as Arc<dyn Tool>],
+        vec![Arc::new(GetWeather) as Arc<dyn Tool>],
     );
     let mut runner = AgentRunner::new(agent);
     let mut monitor = ResilienceMonitor::new();
