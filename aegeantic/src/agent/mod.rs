@@ -1,0 +1,17 @@
+//! A tool-calling agent loop whose step stream carries resilience events.
+//!
+//! | file       | concern                                                        |
+//! |------------|----------------------------------------------------------------|
+//! | `tool`     | the [`Tool`] trait, [`ToolPolicy`], [`ToolContext`], [`ToolError`] |
+//! | `event`    | [`AgentEvent`] and [`AgentError`]                               |
+//! | `assemble` | building whole tool calls from streamed deltas                 |
+//! | `runner`   | [`Agent`], [`AgentConfig`] and [`AgentRunner`]                  |
+
+mod assemble;
+mod event;
+mod runner;
+mod tool;
+
+pub use event::{AgentError, AgentEvent};
+pub use runner::{Agent, AgentConfig, AgentRunner, StepStream};
+pub use tool::{tool_retry_on, Tool, ToolContext, ToolError, ToolFuture, ToolPolicy, WithPolicy};

@@ -1,0 +1,356 @@
+//! The agent loop: ask the model, run the tools it calls, send the results back, repeat.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_core::Stream;
+use futures_util::stream::{self, StreamExt};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::assemble::Assembly;
+use super::tool::ToolEventItem;
+use super::{AgentError, AgentEvent, Tool, ToolContext, ToolError};
+use crate::llm::{LlmProvider, LlmRequest, Message, ToolCall, ToolSpec};
+use crate::resilience::{resilient_stream, ResilienceError, Resilient};
+
+/// How an agent behaves.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The most model calls in one step; a step still calling tools then fails with
+    /// [`AgentError::MaxIterations`]. Default 10.
+    pub max_iterations: u32,
+    /// Sent first in every conversation.
+    pub system_prompt: Option<String>,
+    /// A cap on tokens per model call.
+    pub max_tokens: Option<u32>,
+    /// A model that overrides the provider's.
+    pub model: Option<String>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            max_iterations: 10,
+            system_prompt: None,
+            max_tokens: None,
+            model: None,
+        }
+    }
+}
+
+/// A model with tools. Give it a [`ResilientProvider`](crate::llm::ResilientProvider) and
+/// the retries and rate-limit waits of its model calls appear in the step stream.
+pub struct Agent {
+    config: AgentConfig,
+    provider: Arc<dyn LlmProvider>,
+    tools: Vec<Arc<dyn Tool>>,
+}
+
+impl Agent {
+    /// An agent that answers with `provider` and may call `tools`.
+    pub fn new(
+        config: AgentConfig,
+        provider: impl LlmProvider + 'static,
+        tools: Vec<Arc<dyn Tool>>,
+    ) -> Self {
+        Agent {
+            config,
+            provider: Arc::new(provider),
+            tools,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    fn tool(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.tools.iter().find(|tool| tool.name() == name)
+    }
+
+    fn tool_specs(&self) -> Vec<ToolSpec> {
+        self.tools
+            .iter()
+            .map(|tool| ToolSpec {
+                name: tool.name().to_owned(),
+                description: tool.description().to_owned(),
+                parameters: tool.parameters(),
+            })
+            .collect()
+    }
+}
+
+/// Runs an agent's steps and keeps the conversation between them.
+pub struct AgentRunner {
+    agent: Arc<Agent>,
+    history: Vec<Message>,
+    steps: u64,
+}
+
+/// The events of one step.
+pub type StepStream<'a> = Pin<Box<dyn Stream<Item = AgentEvent> + Send + 'a>>;
+
+impl AgentRunner {
+    /// A runner with an empty conversation (the system prompt aside).
+    pub fn new(agent: Agent) -> Self {
+        let history = agent
+            .config
+            .system_prompt
+            .iter()
+            .map(Message::system)
+            .collect();
+        AgentRunner {
+            agent: Arc::new(agent),
+            history,
+            steps: 0,
+        }
+    }
+
+    /// The conversation so far.
+    pub fn history(&self) -> &[Message] {
+        &self.history
+    }
+
+    /// Runs one step for the user's `input`: model calls and tool calls until the model
+    /// answers without tools. The stream ends after [`AgentEvent::StepComplete`] or
+    /// [`AgentEvent::Error`].
+    ///
+    /// Tool arguments that are not valid JSON, unknown tools and failed tools do not end the
+    /// step: the model is sent the error as the tool's result and may correct itself.
+    pub fn step_stream(&mut self, input: impl Into<String>) -> StepStream<'_> {
+        self.steps += 1;
+        let step_id: Arc<str> = format!("step-{}", self.steps).into();
+        let agent = Arc::clone(&self.agent);
+        let history = &mut self.history;
+        history.push(Message::user(input));
+        Box::pin(async_stream::stream! {
+            let max_iterations = agent.config.max_iterations;
+            for iteration in 1..=max_iterations {
+                let request = LlmRequest {
+                    messages: history.clone(),
+                    tools: agent.tool_specs(),
+                    max_tokens: agent.config.max_tokens,
+                    model: agent.config.model.clone(),
+                };
+                let mut answer = agent.provider.stream_events(&request);
+                let mut assembly = Assembly::default();
+                while let Some(item) = answer.next().await {
+                    match item {
+                        Ok(Resilient::Item(chunk)) => {
+                            assembly.add(&chunk);
+                            yield AgentEvent::LlmChunk { step_id: step_id.clone(), chunk };
+                        }
+                        Ok(Resilient::Retry(mut event)) => {
+                            // The next attempt streams the answer from the start.
+                            assembly = Assembly::default();
+                            event.step_id = Some(step_id.clone());
+                            yield AgentEvent::Retry { step_id: step_id.clone(), event };
+                        }
+                        Ok(Resilient::RateLimit(mut event)) => {
+                            event.step_id = Some(step_id.clone());
+                            yield AgentEvent::RateLimit { step_id: step_id.clone(), event };
+                        }
+                        Ok(Resilient::Circuit(mut event)) => {
+                            event.step_id = Some(step_id.clone());
+                            yield AgentEvent::Circuit { step_id: step_id.clone(), event };
+                        }
+                        Err(error) => {
+                            yield AgentEvent::Error {
+                                step_id: step_id.clone(),
+                                error: Arc::new(AgentError::Llm(error)),
+                            };
+                            return;
+                        }
+                    }
+                }
+                let tool_calls = assembly.tool_calls();
+                yield AgentEvent::LlmComplete {
+                    step_id: step_id.clone(),
+                    iteration,
+                    text: assembly.text.clone(),
+                    tool_calls: tool_calls.clone(),
+                    usage: assembly.usage,
+                    finish_reason: assembly.finish.clone(),
+                };
+                history.push(Message::assistant(assembly.text.clone(), tool_calls.clone()));
+                if tool_calls.is_empty() {
+                    yield AgentEvent::StepComplete {
+                        step_id: step_id.clone(),
+                        response: assembly.text,
+                        iterations: iteration,
+                    };
+                    return;
+                }
+                for call in tool_calls {
+                    yield AgentEvent::ToolStart {
+                        step_id: step_id.clone(),
+                        call_id: call.id.clone(),
+                        name: call.name.clone(),
+                        arguments: call.arguments.clone(),
+                    };
+                    let started = Instant::now();
+                    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+                    let context = ToolContext::new(step_id.clone(), call.id.as_str().into(), events_tx);
+                    let mut attempts = tool_attempts(&agent, &call, context);
+                    let mut outcome: Option<Result<Value, String>> = None;
+                    loop {
+                        // Events a tool reports come first, so they appear while it runs.
+                        let next = tokio::select! {
+                            biased;
+                            Some(event) = events_rx.recv() => Progress::Reported(event),
+                            item = attempts.next() => Progress::Attempt(item),
+                        };
+                        match next {
+                            Progress::Reported(event) => yield reported(&step_id, event),
+                            Progress::Attempt(None) => break,
+                            Progress::Attempt(Some(item)) => match item {
+                                Ok(Resilient::Item(value)) => outcome = Some(Ok(value)),
+                                Ok(Resilient::Retry(mut event)) => {
+                                    event.step_id = Some(step_id.clone());
+                                    yield AgentEvent::Retry { step_id: step_id.clone(), event };
+                                }
+                                Ok(Resilient::RateLimit(mut event)) => {
+                                    event.step_id = Some(step_id.clone());
+                                    yield AgentEvent::RateLimit { step_id: step_id.clone(), event };
+                                }
+                                Ok(Resilient::Circuit(mut event)) => {
+                                    event.step_id = Some(step_id.clone());
+                                    yield AgentEvent::Circuit { step_id: step_id.clone(), event };
+                                }
+                                        Err(error) => outcome = Some(Err(tool_failure(error))),
+                            },
+                        }
+                    }
+                    drop(attempts);
+                    while let Ok(event) = events_rx.try_recv() {
+                        yield reported(&step_id, event);
+                    }
+                    let outcome = outcome.unwrap_or_else(|| Err("error: the tool returned nothing".to_owned()));
+                    let success = outcome.is_ok();
+                    let output = match outcome {
+                        Ok(value) => value,
+                        Err(message) => Value::String(message),
+                    };
+                    history.push(Message::tool_result(call.id.clone(), output_text(&output)));
+                    yield AgentEvent::ToolOutput {
+                        step_id: step_id.clone(),
+                        call_id: call.id.clone(),
+                        name: call.name.clone(),
+                        output,
+                        is_error: !success,
+                    };
+                    yield AgentEvent::ToolEnd {
+                        step_id: step_id.clone(),
+                        call_id: call.id,
+                        name: call.name,
+                        success,
+                        duration: started.elapsed(),
+                    };
+                }
+            }
+            yield AgentEvent::Error {
+                step_id: step_id.clone(),
+                error: Arc::new(AgentError::MaxIterations { max_iterations }),
+            };
+        })
+    }
+}
+
+enum Progress<T> {
+    Reported(ToolEventItem),
+    Attempt(Option<T>),
+}
+
+type Attempts =
+    Pin<Box<dyn Stream<Item = Result<Resilient<Value>, ResilienceError<ToolError>>> + Send>>;
+
+/// The call's attempts under the tool's policy. Bad arguments and unknown tools fail at
+/// once, without calling anything.
+fn tool_attempts(agent: &Agent, call: &ToolCall, context: ToolContext) -> Attempts {
+    let failed = |error: ToolError| -> Attempts {
+        Box::pin(stream::iter([Err(ResilienceError::Operation {
+            source: error,
+            attempts: 1,
+        })]))
+    };
+    let Some(tool) = agent.tool(&call.name).cloned() else {
+        return failed(ToolError::UnknownTool(call.name.clone()));
+    };
+    // Models send "" for a call without arguments.
+    let text = if call.arguments.trim().is_empty() {
+        "{}"
+    } else {
+        &call.arguments
+    };
+    let args = match serde_json::from_str::<Value>(text) {
+        Ok(args) => args,
+        Err(error) => {
+            return failed(ToolError::InvalidArguments(format!(
+                "arguments are not valid JSON ({error})"
+            )))
+        }
+    };
+    let policy = tool.policy();
+    let timeout = policy.timeout;
+    let operation_name = tool.name().to_owned();
+    let factory = move || {
+        let tool = Arc::clone(&tool);
+        let args = args.clone();
+        let context = context.clone();
+        stream::once(async move {
+            let call = tool.call(args, context);
+            match timeout {
+                Some(limit) => tokio::time::timeout(limit, call)
+                    .await
+                    .unwrap_or_else(|_| Err(ToolError::timeout(limit))),
+                None => call.await,
+            }
+        })
+    };
+    Box::pin(resilient_stream(
+        factory,
+        policy.retry,
+        policy.rate_limiter,
+        operation_name,
+        "tool",
+    ))
+}
+
+fn tool_failure(error: ResilienceError<ToolError>) -> String {
+    match error {
+        ResilienceError::Operation { source, attempts } if attempts > 1 => {
+            format!("error: {source} (after {attempts} attempts)")
+        }
+        ResilienceError::Operation { source, .. } => format!("error: {source}"),
+        other => format!("error: {other}"),
+    }
+}
+
+fn reported(step_id: &Arc<str>, event: ToolEventItem) -> AgentEvent {
+    let step_id = step_id.clone();
+    match event {
+        ToolEventItem::Retry(mut event) => {
+            event.step_id = Some(step_id.clone());
+            AgentEvent::Retry { step_id, event }
+        }
+        ToolEventItem::RateLimit(mut event) => {
+            event.step_id = Some(step_id.clone());
+            AgentEvent::RateLimit { step_id, event }
+        }
+        ToolEventItem::Circuit(mut event) => {
+            event.step_id = Some(step_id.clone());
+            AgentEvent::Circuit { step_id, event }
+        }
+    }
+}
+
+/// A tool result as the model reads it: strings as they are, other values as JSON.
+fn output_text(output: &Value) -> String {
+    match output {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,32 @@
+//! Language-model providers behind one streaming interface.
+//!
+//! | file         | concern                                                         |
+//! |--------------|-----------------------------------------------------------------|
+//! | `types`      | requests, messages, tool specs and the typed [`LlmChunk`]        |
+//! | `error`      | [`LlmError`]                                                     |
+//! | `classify`   | which errors are transient: [`classify`], [`llm_retry_on`]       |
+//! | `provider`   | the [`LlmProvider`] trait and the [`GenerateAdapter`]            |
+//! | `resilient`  | [`ResilientProvider`]: retry and rate limiting with events       |
+//! | `sse`        | a small server-sent-events parser                               |
+//! | `openai`     | [`OpenAiCompatible`] (feature `openai`)                          |
+
+mod classify;
+mod error;
+mod provider;
+mod resilient;
+pub mod sse;
+mod types;
+
+#[cfg(feature = "openai")]
+mod openai;
+
+pub use classify::{classify, classify_status, llm_retry_on};
+pub use error::LlmError;
+pub use provider::{GenerateAdapter, LlmEventStream, LlmProvider, LlmStream};
+pub use resilient::ResilientProvider;
+pub use types::{
+    FinishReason, LlmChunk, LlmRequest, Message, Role, ToolCall, ToolCallDelta, ToolSpec, Usage,
+};
+
+#[cfg(feature = "openai")]
+pub use openai::{ApiKey, OpenAiCompatible, OpenAiConfig};

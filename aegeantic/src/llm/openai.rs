@@ -1,0 +1,599 @@
+//! A provider for OpenAI-compatible chat-completions endpoints, streaming over SSE.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::sse::{SseEvent, SseParser};
+use super::{
+    FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, LlmStream, Message, Role,
+    ToolCallDelta, Usage,
+};
+
+/// An API key. It has no `Display`, its `Debug` prints `ApiKey(<redacted>)`, and
+/// provider errors are scrubbed of it, so it cannot leak into logs or events by accident.
+///
+/// ```
+/// use aegeantic::llm::ApiKey;
+/// assert_eq!(format!("{:?}", ApiKey::new("sk-secret")), "ApiKey(<redacted>)");
+/// ```
+#[derive(Clone)]
+pub struct ApiKey(Arc<str>);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<Arc<str>>) -> Self {
+        ApiKey(key.into())
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// Where and how [`OpenAiCompatible`] connects.
+#[derive(Clone, Debug)]
+pub struct OpenAiConfig {
+    /// The API root, such as `https://api.openai.com/v1`; `/chat/completions` is appended.
+    pub base_url: String,
+    /// The model used when a request names none.
+    pub model: String,
+    /// Sent as a bearer token when set.
+    pub api_key: Option<ApiKey>,
+    /// Limit on establishing the connection.
+    pub connect_timeout: Duration,
+    /// Limit on waiting for the response headers once the request is sent.
+    pub response_timeout: Duration,
+    /// Limit on the silence between two pieces of the body: a stalled stream fails with
+    /// [`LlmError::Idle`] instead of hanging.
+    pub idle_timeout: Duration,
+}
+
+impl OpenAiConfig {
+    /// The default API root.
+    pub const DEFAULT_BASE_URL: &'static str = "https://api.openai.com/v1";
+
+    /// A config for `model` at `base_url`, without a key, with timeouts of 10 s (connect)
+    /// and 60 s (response headers, and silence within the body).
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        OpenAiConfig {
+            base_url: base_url.into(),
+            model: model.into(),
+            api_key: None,
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// A config for `model` with the key from `OPENAI_API_KEY` and the root from
+    /// `OPENAI_BASE_URL` (default [`DEFAULT_BASE_URL`](Self::DEFAULT_BASE_URL)).
+    pub fn from_env(model: impl Into<String>) -> Self {
+        let base_url = std::env::var("OPENAI_BASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+            .unwrap_or_else(|| Self::DEFAULT_BASE_URL.to_owned());
+        let api_key = std::env::var("OPENAI_API_KEY")
+            .ok()
+            .filter(|key| !key.is_empty())
+            .map(ApiKey::new);
+        OpenAiConfig {
+            api_key,
+            ..Self::new(base_url, model)
+        }
+    }
+
+    /// Sets the key.
+    #[must_use]
+    pub fn api_key(mut self, key: impl Into<Arc<str>>) -> Self {
+        self.api_key = Some(ApiKey::new(key));
+        self
+    }
+}
+
+/// Streams chat completions from an OpenAI-compatible endpoint.
+///
+/// Sends `stream: true` with `stream_options.include_usage`, maps the deltas to
+/// [`LlmChunk`]s and fails with a classified [`LlmError`] on: an error status (with
+/// `retry-after-ms` / `retry-after` read into `server_delay` and `x-should-retry` kept),
+/// an error event inside the stream, a body that ends without `data: [DONE]`
+/// ([`LlmError::Truncated`]), and silence longer than the idle timeout
+/// ([`LlmError::Idle`]). It never retries on its own; wrap it in a
+/// [`ResilientProvider`](super::ResilientProvider).
+#[derive(Clone, Debug)]
+pub struct OpenAiCompatible {
+    config: Arc<OpenAiConfig>,
+    client: reqwest::Client,
+}
+
+impl OpenAiCompatible {
+    /// A provider for `config`.
+    ///
+    /// # Errors
+    /// [`LlmError::Config`] when the HTTP client cannot be built.
+    pub fn new(config: OpenAiConfig) -> Result<Self, LlmError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .build()
+            .map_err(|error| LlmError::Config(error.without_url().to_string()))?;
+        Ok(OpenAiCompatible {
+            config: Arc::new(config),
+            client,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OpenAiConfig {
+        &self.config
+    }
+}
+
+impl LlmProvider for OpenAiCompatible {
+    fn stream(&self, request: &LlmRequest) -> LlmStream {
+        let config = Arc::clone(&self.config);
+        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        let body = request_body(request, &config.model);
+        let mut builder = self.client.post(url).json(&body);
+        if let Some(key) = &config.api_key {
+            builder = builder.bearer_auth(key.expose());
+        }
+        Box::pin(async_stream::stream! {
+            let redactor = Redactor(config.api_key.clone());
+            let sent = tokio::time::timeout(config.response_timeout, builder.send()).await;
+            let response = match sent {
+                Err(_) => {
+                    yield Err(LlmError::Connection(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no response headers within {:?}", config.response_timeout),
+                    )));
+                    return;
+                }
+                Ok(Err(error)) => {
+                    yield Err(transport_error(error));
+                    return;
+                }
+                Ok(Ok(response)) => response,
+            };
+            let status = response.status();
+            if !status.is_success() {
+                let headers = response.headers().clone();
+                let text = tokio::time::timeout(config.idle_timeout, response.text())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                yield Err(http_error(status.as_u16(), &headers, &text, &redactor));
+                return;
+            }
+            let mut body = response.bytes_stream();
+            let mut parser = SseParser::new();
+            loop {
+                let next = tokio::time::timeout(config.idle_timeout, body.next()).await;
+                let bytes = match next {
+                    Err(_) => {
+                        yield Err(LlmError::idle(config.idle_timeout));
+                        return;
+                    }
+                    Ok(None) => break,
+                    Ok(Some(Err(error))) => {
+                        yield Err(transport_error(error));
+                        return;
+                    }
+                    Ok(Some(Ok(bytes))) => bytes,
+                };
+                for event in parser.push(&bytes) {
+                    if event.data.trim() == "[DONE]" {
+                        return;
+                    }
+                    match parse_event(&event, &redactor) {
+                        Ok(chunks) => {
+                            for chunk in chunks {
+                                yield Ok(chunk);
+                            }
+                        }
+                        Err(error) => {
+                            yield Err(error);
+                            return;
+                        }
+                    }
+                }
+            }
+            // Most clients take a clean close without the terminator as success, and
+            // silently lose the end of the answer.
+            yield Err(LlmError::truncated());
+        })
+    }
+}
+
+/// Removes the API key from text that came from the server, which may echo it.
+struct Redactor(Option<ApiKey>);
+
+impl Redactor {
+    fn scrub(&self, text: &str) -> String {
+        match &self.0 {
+            Some(key) if !key.expose().is_empty() => text.replace(key.expose(), "<redacted>"),
+            _ => text.to_owned(),
+        }
+    }
+}
+
+fn request_body(request: &LlmRequest, default_model: &str) -> Value {
+    let messages: Vec<Value> = request.messages.iter().map(message_json).collect();
+    let mut body = json!({
+        "model": request.model.as_deref().unwrap_or(default_model),
+        "messages": messages,
+        "stream": true,
+        "stream_options": { "include_usage": true },
+    });
+    if !request.tools.is_empty() {
+        body["tools"] = request
+            .tools
+            .iter()
+            .map(|tool| {
+                json!({
+                    "type": "function",
+                    "function": {
+                        "name": tool.name,
+                        "description": tool.description,
+                        "parameters": tool.parameters,
+                    }
+                })
+            })
+            .collect();
+    }
+    if let Some(max_tokens) = request.max_tokens {
+        body["max_tokens"] = max_tokens.into();
+    }
+    body
+}
+
+fn message_json(message: &Message) -> Value {
+    let mut value = json!({ "role": message.role.as_str(), "content": message.content });
+    if message.role == Role::Assistant && !message.tool_calls.is_empty() {
+        if message.content.is_empty() {
+            value["content"] = Value::Null;
+        }
+        value["tool_calls"] = message
+            .tool_calls
+            .iter()
+            .map(|call| {
+                json!({
+                    "id": call.id,
+                    "type": "function",
+                    "function": { "name": call.name, "arguments": call.arguments },
+                })
+            })
+            .collect();
+    }
+    if let Some(id) = &message.tool_call_id {
+        value["tool_call_id"] = id.as_str().into();
+    }
+    value
+}
+
+/// A reqwest failure as a transient connection error whose source has an `io` kind that
+/// [`RetryOn::transient`](crate::resilience::RetryOn::transient) knows.
+fn transport_error(error: reqwest::Error) -> LlmError {
+    if error.is_builder() {
+        return LlmError::Config(error.without_url().to_string());
+    }
+    let kind = if error.is_timeout() {
+        io::ErrorKind::TimedOut
+    } else if error.is_connect() {
+        io::ErrorKind::ConnectionRefused
+    } else if error.is_body() || error.is_decode() {
+        io::ErrorKind::UnexpectedEof
+    } else {
+        io::ErrorKind::ConnectionReset
+    };
+    // The URL is dropped: a base URL may carry credentials.
+    LlmError::Connection(io::Error::new(kind, error.without_url()))
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    code: Option<Value>,
+}
+
+impl ErrorBody {
+    /// The most specific label: `code` when it is a string, else `type`.
+    fn label(&self) -> Option<String> {
+        match &self.code {
+            Some(Value::String(code)) => Some(code.clone()),
+            _ => self.kind.clone(),
+        }
+    }
+}
+
+fn http_error(status: u16, headers: &HeaderMap, body: &str, redactor: &Redactor) -> LlmError {
+    let parsed = serde_json::from_str::<ErrorEnvelope>(body).ok();
+    let code = parsed.as_ref().and_then(|envelope| envelope.error.label());
+    let message = parsed
+        .and_then(|envelope| envelope.error.message)
+        .unwrap_or_else(|| body.chars().take(500).collect());
+    LlmError::Api {
+        status: Some(status),
+        code,
+        message: redactor.scrub(&message),
+        should_retry: header(headers, "x-should-retry").and_then(|value| match value {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }),
+        server_delay: server_delay(headers, SystemTime::now()),
+        in_stream: false,
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name)?.to_str().ok().map(str::trim)
+}
+
+/// `retry-after-ms` (milliseconds) first, then `retry-after` (seconds or an HTTP date).
+fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let from_secs = |secs: f64| {
+        (0.0..1e9)
+            .contains(&secs)
+            .then(|| Duration::from_secs_f64(secs))
+    };
+    if let Some(ms) = header(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        if let Some(delay) = from_secs(ms / 1000.0) {
+            return Some(delay);
+        }
+    }
+    let value = header(headers, "retry-after")?;
+    if let Ok(secs) = value.parse::<f64>() {
+        return from_secs(secs);
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The HTTP status an in-stream error stands for, from its code or type.
+fn status_for_code(code: &str) -> Option<u16> {
+    Some(match code {
+        "invalid_request_error" | "context_length_exceeded" => 400,
+        "authentication_error" | "invalid_api_key" => 401,
+        "permission_error" | "insufficient_quota" => 403,
+        "not_found_error" | "model_not_found" => 404,
+        "timeout" | "request_timeout" => 408,
+        "rate_limit_exceeded" | "rate_limit_error" | "tokens" | "requests" => 429,
+        "server_error" | "api_error" | "internal_error" => 500,
+        "overloaded_error" | "service_unavailable" => 503,
+        _ => return None,
+    })
+}
+
+#[derive(Deserialize)]
+struct ChunkWire {
+    #[serde(default)]
+    choices: Vec<ChoiceWire>,
+    #[serde(default)]
+    usage: Option<UsageWire>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceWire {
+    #[serde(default)]
+    delta: Option<DeltaWire>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DeltaWire {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallWire>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallWire {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<FunctionWire>,
+}
+
+#[derive(Deserialize)]
+struct FunctionWire {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UsageWire {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+fn parse_event(event: &SseEvent, redactor: &Redactor) -> Result<Vec<LlmChunk>, LlmError> {
+    let value: Value = serde_json::from_str(&event.data)
+        .map_err(|error| LlmError::Protocol(format!("stream data is not JSON ({error})")))?;
+    if event.event.as_deref() == Some("error") || value.get("error").is_some() {
+        return Err(stream_error(value, redactor));
+    }
+    let chunk: ChunkWire = serde_json::from_value(value)
+        .map_err(|error| LlmError::Protocol(format!("unexpected chunk shape ({error})")))?;
+    let mut chunks = Vec::new();
+    for choice in chunk.choices {
+        if let Some(delta) = choice.delta {
+            if let Some(text) = delta.content.filter(|text| !text.is_empty()) {
+                chunks.push(LlmChunk::Text(text));
+            }
+            for call in delta.tool_calls {
+                let function = call.function;
+                let (name, arguments) = match function {
+                    Some(f) => (f.name, f.arguments.unwrap_or_default()),
+                    None => (None, String::new()),
+                };
+                chunks.push(LlmChunk::ToolCall(ToolCallDelta {
+                    index: call.index,
+                    id: call.id,
+                    name,
+                    arguments,
+                }));
+            }
+        }
+        if let Some(reason) = choice.finish_reason {
+            chunks.push(LlmChunk::Finish(FinishReason::parse(&reason)));
+        }
+    }
+    if let Some(usage) = chunk.usage {
+        chunks.push(LlmChunk::Usage(Usage {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+        }));
+    }
+    Ok(chunks)
+}
+
+/// An error event inside a stream, classified like the HTTP answer it stands for.
+fn stream_error(value: Value, redactor: &Redactor) -> LlmError {
+    let body = serde_json::from_value::<ErrorEnvelope>(value.clone())
+        .map(|envelope| envelope.error)
+        .ok();
+    let code = body.as_ref().and_then(ErrorBody::label);
+    let status = body
+        .as_ref()
+        .and_then(|body| body.code.as_ref())
+        .and_then(Value::as_u64)
+        .and_then(|code| u16::try_from(code).ok())
+        .or_else(|| code.as_deref().and_then(status_for_code));
+    let message = body
+        .and_then(|body| body.message)
+        .unwrap_or_else(|| value.to_string());
+    LlmError::Api {
+        status,
+        code,
+        message: redactor.scrub(&message),
+        should_retry: None,
+        server_delay: None,
+        in_stream: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn retry_after_ms_wins_then_seconds_then_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let both = headers(&[("retry-after-ms", "250"), ("retry-after", "3")]);
+        assert_eq!(server_delay(&both, now), Some(Duration::from_millis(250)));
+        let secs = headers(&[("retry-after", "2")]);
+        assert_eq!(server_delay(&secs, now), Some(Duration::from_secs(2)));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        let dated = headers(&[("retry-after", &date)]);
+        assert_eq!(server_delay(&dated, now), Some(Duration::from_secs(30)));
+        let past = headers(&[("retry-after", &httpdate::fmt_http_date(now))]);
+        assert_eq!(
+            server_delay(&past, now + Duration::from_secs(5)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            server_delay(&headers(&[("retry-after", "soon")]), now),
+            None
+        );
+        assert_eq!(server_delay(&headers(&[("retry-after", "-1")]), now), None);
+    }
+
+    #[test]
+    fn error_bodies_are_classified_and_scrubbed() {
+        let redactor = Redactor(Some(ApiKey::new("sk-secret")));
+        let body = r#"{"error":{"message":"bad key sk-secret","type":"invalid_request_error","code":"invalid_api_key"}}"#;
+        let error = http_error(401, &HeaderMap::new(), body, &redactor);
+        assert!(!error.is_transient());
+        assert!(!format!("{error} {error:?}").contains("sk-secret"));
+        let quota =
+            r#"{"error":{"message":"no","type":"insufficient_quota","code":"insufficient_quota"}}"#;
+        assert!(!http_error(429, &HeaderMap::new(), quota, &redactor).is_transient());
+        let busy = http_error(429, &headers(&[("x-should-retry", "false")]), "", &redactor);
+        assert!(!busy.is_transient());
+    }
+
+    #[test]
+    fn chunks_and_stream_errors_parse() {
+        let redactor = Redactor(None);
+        let event = |data: &str| SseEvent {
+            event: None,
+            data: data.to_owned(),
+        };
+        let tool = r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"add","arguments":"{\"a\""}}]},"finish_reason":null}]}"#;
+        assert_eq!(
+            parse_event(&event(tool), &redactor).unwrap(),
+            [LlmChunk::ToolCall(ToolCallDelta {
+                index: 0,
+                id: Some("c1".into()),
+                name: Some("add".into()),
+                arguments: "{\"a\"".into(),
+            })]
+        );
+        let usage = r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
+        assert_eq!(
+            parse_event(&event(usage), &redactor).unwrap(),
+            [LlmChunk::Usage(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 4
+            })]
+        );
+        let overloaded = r#"{"error":{"message":"busy","type":"overloaded_error"}}"#;
+        let error = parse_event(&event(overloaded), &redactor).unwrap_err();
+        assert!(error.is_transient());
+        assert!(matches!(
+            error,
+            LlmError::Api {
+                status: Some(503),
+                in_stream: true,
+                ..
+            }
+        ));
+        let invalid = r#"{"error":{"message":"bad","type":"invalid_request_error"}}"#;
+        assert!(!parse_event(&event(invalid), &redactor)
+            .unwrap_err()
+            .is_transient());
+        assert!(matches!(
+            parse_event(&event("not json"), &redactor),
+            Err(LlmError::Protocol(_))
+        ));
+    }
+}

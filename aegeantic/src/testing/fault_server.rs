@@ -1,0 +1,357 @@
+//! An in-process OpenAI-compatible chat-completions server that misbehaves on cue.
+//!
+//! Each request gets the next scripted [`Reply`]: a streamed answer (text or tool calls,
+//! with timed gaps) that ends cleanly or badly, an error status with headers, or a
+//! connection closed before any response. Every request is recorded with its arrival
+//! time, so tests can assert how many attempts were made and when.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+/// One `data:` event of a streamed reply, sent after `gap`.
+#[derive(Clone, Debug)]
+pub struct SseChunk {
+    /// Silence before the event.
+    pub gap: Duration,
+    /// The event's JSON.
+    pub data: Value,
+}
+
+/// How a streamed reply ends.
+#[derive(Clone, Debug)]
+pub enum StreamEnd {
+    /// `data: [DONE]`, as it should.
+    Done,
+    /// The body closes cleanly without `[DONE]`.
+    MissingDone,
+    /// Half an event, then the connection is aborted.
+    Cut,
+    /// Nothing more is sent and the connection stays open.
+    Stall,
+    /// An error event (`data: {"error": …}`) with this `error` object, then the body closes.
+    ErrorEvent(Value),
+}
+
+/// The server's answer to one request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// `200` with an SSE body.
+    Stream {
+        /// The events.
+        chunks: Vec<SseChunk>,
+        /// How the body ends.
+        end: StreamEnd,
+    },
+    /// An error status with a JSON body.
+    Status {
+        /// The status code.
+        status: u16,
+        /// Extra headers, such as `retry-after`.
+        headers: Vec<(String, String)>,
+        /// The body.
+        body: String,
+    },
+    /// The connection is closed after the request is read, before any response.
+    Reset,
+}
+
+impl Reply {
+    /// A text answer streamed in `pieces`, `gap` apart, with a finish reason, usage and
+    /// `[DONE]`.
+    pub fn text(pieces: &[&str], gap: Duration) -> Self {
+        let mut chunks: Vec<SseChunk> = pieces
+            .iter()
+            .map(|piece| SseChunk {
+                gap,
+                data: choice(json!({ "content": piece }), None),
+            })
+            .collect();
+        chunks.extend(finish("stop"));
+        Reply::Stream {
+            chunks,
+            end: StreamEnd::Done,
+        }
+    }
+
+    /// A tool call `id` to `name` whose arguments stream in `fragments`, `gap` apart.
+    pub fn tool_call(id: &str, name: &str, fragments: &[&str], gap: Duration) -> Self {
+        let mut chunks = vec![SseChunk {
+            gap,
+            data: choice(
+                json!({ "tool_calls": [{ "index": 0, "id": id, "type": "function",
+                    "function": { "name": name, "arguments": "" } }] }),
+                None,
+            ),
+        }];
+        chunks.extend(fragments.iter().map(|fragment| SseChunk {
+            gap,
+            data: choice(
+                json!({ "tool_calls": [{ "index": 0, "function": { "arguments": fragment } }] }),
+                None,
+            ),
+        }));
+        chunks.extend(finish("tool_calls"));
+        Reply::Stream {
+            chunks,
+            end: StreamEnd::Done,
+        }
+    }
+
+    /// The same streamed reply ending with `end` instead; the finish and usage events are
+    /// dropped unless the end is [`StreamEnd::Done`] or [`StreamEnd::MissingDone`].
+    #[must_use]
+    pub fn ending(self, end: StreamEnd) -> Self {
+        match self {
+            Reply::Stream { mut chunks, .. } => {
+                if !matches!(end, StreamEnd::Done | StreamEnd::MissingDone) {
+                    chunks.truncate(chunks.len().saturating_sub(2));
+                }
+                Reply::Stream { chunks, end }
+            }
+            other => other,
+        }
+    }
+
+    /// `429` with `retry-after: <retry_after>` and an OpenAI-style error body.
+    pub fn rate_limited(retry_after: &str) -> Self {
+        Reply::Status {
+            status: 429,
+            headers: vec![("retry-after".into(), retry_after.into())],
+            body: error_body("Rate limit reached", "rate_limit_exceeded"),
+        }
+    }
+
+    /// `status` with an OpenAI-style error body of `code`.
+    pub fn status(status: u16, code: &str) -> Self {
+        Reply::Status {
+            status,
+            headers: Vec::new(),
+            body: error_body(&format!("fault server: {status}"), code),
+        }
+    }
+}
+
+fn choice(delta: Value, finish_reason: Option<&str>) -> Value {
+    json!({
+        "id": "chatcmpl-fault",
+        "object": "chat.completion.chunk",
+        "choices": [{ "index": 0, "delta": delta, "finish_reason": finish_reason }],
+    })
+}
+
+fn finish(reason: &str) -> [SseChunk; 2] {
+    [
+        SseChunk {
+            gap: Duration::ZERO,
+            data: choice(json!({}), Some(reason)),
+        },
+        SseChunk {
+            gap: Duration::ZERO,
+            data: json!({ "id": "chatcmpl-fault", "choices": [],
+                "usage": { "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15 } }),
+        },
+    ]
+}
+
+fn error_body(message: &str, code: &str) -> String {
+    json!({ "error": { "message": message, "type": code, "code": code } }).to_string()
+}
+
+/// A request the server received.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    /// When it arrived.
+    pub at: Instant,
+    /// The `authorization` header, if sent.
+    pub authorization: Option<String>,
+    /// The JSON body (`Value::Null` when it was not JSON).
+    pub body: Value,
+}
+
+struct Shared {
+    script: Mutex<VecDeque<Reply>>,
+    requests: Mutex<Vec<RecordedRequest>>,
+}
+
+/// Closes the connection the request came on.
+#[derive(Clone)]
+struct Kill(Arc<Notify>);
+
+/// A running fault server on `127.0.0.1`. Dropping it stops the server and closes its
+/// connections.
+pub struct FaultServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: JoinHandle<()>,
+    // Dropping the sender wakes every connection task, which then closes.
+    _shutdown: watch::Sender<()>,
+}
+
+impl FaultServer {
+    /// Starts a server on a free port that plays `script`, one reply per request. Requests
+    /// past the end get a `400` (permanent, so a test fails fast instead of retrying).
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub async fn start(script: impl IntoIterator<Item = Reply>) -> io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            script: Mutex::new(script.into_iter().collect()),
+            requests: Mutex::new(Vec::new()),
+        });
+        let router = Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&shared));
+        let (shutdown, watcher) = watch::channel(());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let kill = Arc::new(Notify::new());
+                let app = router.clone().layer(Extension(Kill(Arc::clone(&kill))));
+                let mut watcher = watcher.clone();
+                tokio::spawn(async move {
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app));
+                    // Dropping the connection closes the socket, whatever it was doing.
+                    tokio::select! {
+                        _ = connection => {}
+                        _ = kill.notified() => {}
+                        _ = watcher.changed() => {}
+                    }
+                });
+            }
+        });
+        Ok(FaultServer {
+            addr,
+            shared,
+            accept,
+            _shutdown: shutdown,
+        })
+    }
+
+    /// The API root to give a provider: `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Appends replies to the script.
+    pub fn push(&self, replies: impl IntoIterator<Item = Reply>) {
+        lock(&self.shared.script).extend(replies);
+    }
+
+    /// The requests received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests).clone()
+    }
+}
+
+impl Drop for FaultServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// A poisoned lock only means a handler panicked; the data is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    Extension(Kill(kill)): Extension<Kill>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    lock(&shared.requests).push(RecordedRequest {
+        at: Instant::now(),
+        authorization: headers
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
+    let reply = lock(&shared.script).pop_front();
+    match reply {
+        None => (
+            StatusCode::BAD_REQUEST,
+            error_body("fault server: script exhausted", "invalid_request_error"),
+        )
+            .into_response(),
+        Some(Reply::Reset) => {
+            // A stored permit: the connection task sees it even if it is not waiting yet.
+            kill.notify_one();
+            std::future::pending().await
+        }
+        Some(Reply::Status {
+            status,
+            headers,
+            body,
+        }) => {
+            let mut response = (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                body,
+            )
+                .into_response();
+            for (name, value) in headers {
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::try_from(name.as_str()),
+                    HeaderValue::try_from(value.as_str()),
+                ) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+            response
+        }
+        Some(Reply::Stream { chunks, end }) => {
+            let body = async_stream::stream! {
+                for chunk in chunks {
+                    if !chunk.gap.is_zero() {
+                        tokio::time::sleep(chunk.gap).await;
+                    }
+                    yield Ok(Bytes::from(format!("data: {}\n\n", chunk.data)));
+                }
+                match end {
+                    StreamEnd::Done => yield Ok(Bytes::from_static(b"data: [DONE]\n\n")),
+                    StreamEnd::MissingDone => {}
+                    StreamEnd::Cut => {
+                        yield Ok(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"cont"));
+                        // Let hyper flush what came before, so that the cut falls exactly
+                        // here; then a body error makes it abort the connection.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        yield Err(io::Error::new(io::ErrorKind::ConnectionAborted, "cut"));
+                    }
+                    StreamEnd::Stall => std::future::pending::<()>().await,
+                    StreamEnd::ErrorEvent(error) => {
+                        yield Ok(Bytes::from(format!("data: {}\n\n", json!({ "error": error }))));
+                    }
+                }
+            };
+            (
+                [
+                    ("content-type", "text/event-stream"),
+                    ("cache-control", "no-cache"),
+                ],
+                Body::from_stream(body),
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The agent runner against the fault server, over real HTTP on loopback.
+#![cfg(all(feature = "agent", feature = "openai", feature = "fault-server"))]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aegeantic::agent::{
+    Agent, AgentConfig, AgentError, AgentEvent, AgentRunner, Tool, ToolContext, ToolError,
+    ToolFuture,
+};
+use aegeantic::llm::{llm_retry_on, OpenAiCompatible, OpenAiConfig, ResilientProvider};
+use aegeantic::resilience::{ResilienceMonitor, RetryConfig};
+use aegeantic::testing::{FaultServer, Reply, StreamEnd};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+const GAP: Duration = Duration::from_millis(5);
+
+struct Add;
+
+impl Tool for Add {
+    fn name(&self) -> &str {
+        "add"
+    }
+    fn description(&self) -> &str {
+        "Adds two integers"
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object", "required": ["a", "b"],
+               "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}})
+    }
+    fn call(&self, args: Value, _ctx: ToolContext) -> ToolFuture<'_> {
+        Box::pin(async move {
+            let int = |key: &str| {
+                args[key]
+                    .as_i64()
+                    .ok_or_else(|| ToolError::InvalidArguments(format!("{key} must be an integer")))
+            };
+            Ok(json!(int("a")? + int("b")?))
+        })
+    }
+}
+
+fn runner(server: &FaultServer, max_iterations: u32) -> AgentRunner {
+    let provider =
+        OpenAiCompatible::new(OpenAiConfig::new(server.base_url(), "fault-model")).unwrap();
+    let retry = RetryConfig::builder()
+        .base_delay(Duration::from_millis(10))
+        .jitter(false)
+        .retry_on(llm_retry_on())
+        .build()
+        .unwrap();
+    let config = AgentConfig {
+        max_iterations,
+        system_prompt: Some("You add numbers.".into()),
+        ..AgentConfig::default()
+    };
+    let tools: Vec<Arc<dyn Tool>> = vec![Arc::new(Add)];
+    AgentRunner::new(Agent::new(
+        config,
+        ResilientProvider::new(provider).retry(retry),
+        tools,
+    ))
+}
+
+fn kind(event: &AgentEvent) -> String {
+    match event {
+        AgentEvent::LlmChunk { .. } => "chunk".into(),
+        AgentEvent::LlmComplete { tool_calls, .. } => format!("complete({})", tool_calls.len()),
+        AgentEvent::ToolStart { name, .. } => format!("start:{name}"),
+        AgentEvent::ToolOutput {
+            output, is_error, ..
+        } => format!("output:{output}:{is_error}"),
+        AgentEvent::ToolEnd { success, .. } => format!("end:{success}"),
+        AgentEvent::Retry { event, .. } => format!("retry:{}", event.operation_type),
+        AgentEvent::RateLimit { .. } => "rate".into(),
+        AgentEvent::Error { error, .. } => format!("error:{error}"),
+        AgentEvent::StepComplete {
+            response,
+            iterations,
+            ..
+        } => format!("done:{iterations}:{response}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The event kinds without the chunks, which depend on how the answer was split.
+async fn step(runner: &mut AgentRunner, input: &str) -> (Vec<AgentEvent>, Vec<String>) {
+    let events: Vec<AgentEvent> = runner.step_stream(input).collect().await;
+    let kinds = events.iter().map(kind).filter(|k| k != "chunk").collect();
+    (events, kinds)
+}
+
+#[tokio::test]
+async fn a_tool_call_round_trip_through_429s_and_a_cut_stream() {
+    let server = FaultServer::start([
+        Reply::rate_limited("0"),
+        Reply::tool_call("call_1", "add", &["{\"a\": 2,", " \"b\": 3}"], GAP)
+            .ending(StreamEnd::Cut),
+        Reply::tool_call("call_1", "add", &["{\"a\": 2,", " \"b\": 3}"], GAP),
+        Reply::status(503, "service_unavailable"),
+        Reply::text(&["The sum ", "is 5."], GAP),
+    ])
+    .await
+    .unwrap();
+    let mut runner = runner(&server, 5);
+    let (events, kinds) = step(&mut runner, "What is 2 + 3?").await;
+    assert_eq!(
+        kinds,
+        [
+            "retry:llm",
+            "retry:llm",
+            "complete(1)",
+            "start:add",
+            "output:5:false",
+            "end:true",
+            "retry:llm",
+            "complete(0)",
+            "done:2:The sum is 5.",
+        ]
+    );
+    assert!(events.iter().all(|e| e.step_id() == "step-1"));
+    let mut monitor = ResilienceMonitor::new();
+    events.iter().for_each(|e| monitor.handle_event(e));
+    assert_eq!(monitor.retry_count(), 3);
+
+    // The answer to the tool call went back to the model with the call it answers.
+    let requests = server.requests();
+    assert_eq!(requests.len(), 5);
+    let messages = &requests[4].body["messages"];
+    assert_eq!(
+        messages[0],
+        json!({"role": "system", "content": "You add numbers."})
+    );
+    assert_eq!(messages[2]["tool_calls"][0]["id"], json!("call_1"));
+    assert_eq!(
+        messages[2]["tool_calls"][0]["function"]["arguments"],
+        json!("{\"a\": 2, \"b\": 3}")
+    );
+    assert_eq!(
+        messages[3],
+        json!({"role": "tool", "content": "5", "tool_call_id": "call_1"})
+    );
+    assert_eq!(
+        requests[0].body["tools"][0]["function"]["name"],
+        json!("add")
+    );
+    assert_eq!(runner.history().len(), 5);
+}
+
+#[tokio::test]
+async fn bad_arguments_become_a_tool_error_the_model_sees() {
+    let server = FaultServer::start([
+        Reply::tool_call("c1", "add", &["{\"a\": 2,"], GAP),
+        Reply::tool_call("c2", "add", &["{\"a\": \"x\", \"b\": 1}"], GAP),
+        Reply::tool_call("c3", "subtract", &["{}"], GAP),
+        Reply::text(&["Sorry."], GAP),
+    ])
+    .await
+    .unwrap();
+    let (events, kinds) = step(&mut runner(&server, 5), "2+?").await;
+    assert_eq!(kinds.last().unwrap(), "done:4:Sorry.");
+    let errors: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::ToolOutput {
+                output,
+                is_error: true,
+                ..
+            } => Some(output.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors.len(), 3);
+    assert!(errors[0].contains("not valid JSON"), "{}", errors[0]);
+    assert!(errors[1].contains("a must be an integer"), "{}", errors[1]);
+    assert!(errors[2].contains("unknown tool"), "{}", errors[2]);
+    let sent = &server.requests()[3].body["messages"];
+    assert!(sent[3]["content"]
+        .as_str()
+        .unwrap()
+        .contains("not valid JSON"));
+}
+
+#[tokio::test]
+async fn max_iterations_ends_the_step_with_a_clear_error() {
+    let call = || Reply::tool_call("c", "add", &["{\"a\":1,\"b\":1}"], GAP);
+    let server = FaultServer::start([call(), call(), call()]).await.unwrap();
+    let (events, kinds) = step(&mut runner(&server, 2), "loop").await;
+    assert_eq!(server.requests().len(), 2);
+    assert!(
+        kinds
+            .last()
+            .unwrap()
+            .contains("no final answer after 2 model calls"),
+        "{kinds:?}"
+    );
+    assert!(matches!(
+        events.last(),
+        Some(AgentEvent::Error { error, .. }) if matches!(**error, AgentError::MaxIterations { max_iterations: 2 })
+    ));
+}
+
+#[tokio::test]
+async fn a_permanent_model_error_ends_the_step() {
+    let server = FaultServer::start([Reply::status(401, "invalid_api_key")])
+        .await
+        .unwrap();
+    let (_, kinds) = step(&mut runner(&server, 2), "hi").await;
+    assert_eq!(kinds.len(), 1);
+    assert!(kinds[0].starts_with("error:model call failed"), "{kinds:?}");
+}

@@ -1,0 +1,363 @@
+//! The OpenAI-compatible provider against the fault server, over real HTTP on loopback.
+//! Real time: bounds are loose enough for a loaded machine, waits are short.
+#![cfg(all(feature = "openai", feature = "fault-server"))]
+
+use std::time::{Duration, Instant};
+
+use aegeantic::llm::{
+    llm_retry_on, FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, Message,
+    OpenAiCompatible, OpenAiConfig, ResilientProvider, Usage,
+};
+use aegeantic::resilience::{
+    RateLimitConfig, RateLimiter, ResilienceError, Resilient, RetryConfig,
+};
+use aegeantic::testing::{FaultServer, Reply, StreamEnd};
+use futures::StreamExt;
+use serde_json::json;
+
+const GAP: Duration = Duration::from_millis(5);
+const KEY: &str = "sk-test-0123456789-secret";
+
+fn provider(server: &FaultServer) -> OpenAiCompatible {
+    let mut config = OpenAiConfig::new(server.base_url(), "fault-model").api_key(KEY);
+    config.idle_timeout = Duration::from_millis(300);
+    OpenAiCompatible::new(config).unwrap()
+}
+
+fn resilient(server: &FaultServer) -> ResilientProvider<OpenAiCompatible> {
+    let retry = RetryConfig::builder()
+        .max_attempts(4)
+        .base_delay(Duration::from_millis(10))
+        .jitter(false)
+        .retry_on(llm_retry_on())
+        .build()
+        .unwrap();
+    ResilientProvider::new(provider(server)).retry(retry)
+}
+
+fn request() -> LlmRequest {
+    LlmRequest::new(vec![Message::user("hi")])
+}
+
+async fn chunks(provider: &impl LlmProvider) -> Vec<Result<LlmChunk, LlmError>> {
+    provider.stream(&request()).collect().await
+}
+
+/// `item:text`, `retry:attempt(delivered)`, `rate`, `err:attempts`, `fin`, `usage`.
+async fn transcript(provider: &ResilientProvider<OpenAiCompatible>) -> Vec<String> {
+    provider
+        .stream_events(&request())
+        .map(|item| match item {
+            Ok(Resilient::Item(LlmChunk::Text(text))) => format!("item:{text}"),
+            Ok(Resilient::Item(LlmChunk::Finish(_))) => "fin".into(),
+            Ok(Resilient::Item(LlmChunk::Usage(_))) => "usage".into(),
+            Ok(Resilient::Item(other)) => format!("{other:?}"),
+            Ok(Resilient::Retry(event)) => {
+                format!("retry:{}({})", event.attempt, event.items_delivered)
+            }
+            Ok(Resilient::RateLimit(_)) => "rate".into(),
+            Ok(other) => format!("{other:?}"),
+            Err(ResilienceError::Operation { attempts, .. }) => format!("err:{attempts}"),
+            Err(other) => format!("error:{other}"),
+        })
+        .collect()
+        .await
+}
+
+fn ok_tail() -> [&'static str; 4] {
+    ["item:Hel", "item:lo", "fin", "usage"]
+}
+
+#[tokio::test]
+async fn streams_text_usage_and_finish_and_sends_the_right_request() {
+    let server = FaultServer::start([Reply::text(&["Hel", "lo"], GAP)])
+        .await
+        .unwrap();
+    let items: Vec<_> = chunks(&provider(&server))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        items,
+        [
+            LlmChunk::Text("Hel".into()),
+            LlmChunk::Text("lo".into()),
+            LlmChunk::Finish(FinishReason::Stop),
+            LlmChunk::Usage(Usage {
+                prompt_tokens: 10,
+                completion_tokens: 5
+            }),
+        ]
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    let body = &requests[0].body;
+    assert_eq!(body["stream"], json!(true));
+    assert_eq!(body["stream_options"]["include_usage"], json!(true));
+    assert_eq!(body["model"], json!("fault-model"));
+    assert_eq!(
+        body["messages"][0],
+        json!({"role": "user", "content": "hi"})
+    );
+    assert_eq!(
+        requests[0].authorization.as_deref(),
+        Some(&*format!("Bearer {KEY}"))
+    );
+}
+
+#[tokio::test]
+async fn rate_limited_429_reads_retry_after_and_is_retried() {
+    let server = FaultServer::start([
+        Reply::rate_limited("1"),
+        Reply::rate_limited("0"),
+        Reply::text(&["Hel", "lo"], GAP),
+    ])
+    .await
+    .unwrap();
+    let first = chunks(&provider(&server)).await;
+    let error = first[0].as_ref().unwrap_err();
+    assert!(
+        matches!(
+            error,
+            LlmError::Api {
+                status: Some(429),
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(error.server_delay(), Some(Duration::from_secs(1)));
+    assert!(error.is_transient());
+
+    let items = transcript(&resilient(&server)).await;
+    assert_eq!(items[0], "retry:1(0)");
+    assert_eq!(items[1..], ok_tail());
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_back_off() {
+    let server = FaultServer::start([
+        Reply::status(500, "server_error"),
+        Reply::status(503, "service_unavailable"),
+        Reply::text(&["Hel", "lo"], GAP),
+    ])
+    .await
+    .unwrap();
+    let items = transcript(&resilient(&server)).await;
+    assert_eq!(items[..2], ["retry:1(0)", "retry:2(0)"]);
+    assert_eq!(items[2..], ok_tail());
+    let at: Vec<Instant> = server.requests().iter().map(|r| r.at).collect();
+    // Back-off of 10 ms then 20 ms: the attempts cannot be closer than that.
+    assert!(at[1] - at[0] >= Duration::from_millis(10));
+    assert!(at[2] - at[1] >= Duration::from_millis(20));
+}
+
+#[tokio::test]
+async fn permanent_errors_are_not_retried() {
+    for reply in [
+        Reply::status(400, "invalid_request_error"),
+        Reply::Status {
+            status: 429,
+            headers: vec![("retry-after".into(), "1".into())],
+            body: json!({"error": {"message": "You exceeded your current quota",
+                "type": "insufficient_quota", "code": "insufficient_quota"}})
+            .to_string(),
+        },
+        Reply::Status {
+            status: 429,
+            headers: vec![],
+            body: json!({"error": {"message":
+                "Request too large for gpt-4o on tokens per min (TPM): Limit 30000, Requested 50000.",
+                "type": "tokens", "code": "rate_limit_exceeded"}})
+            .to_string(),
+        },
+        Reply::Status {
+            status: 503,
+            headers: vec![("x-should-retry".into(), "false".into())],
+            body: String::new(),
+        },
+    ] {
+        let server = FaultServer::start([reply, Reply::text(&["never"], GAP)]).await.unwrap();
+        let items = transcript(&resilient(&server)).await;
+        assert_eq!(items, ["err:1"]);
+        assert_eq!(server.requests().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn x_should_retry_true_overrides_a_4xx() {
+    let server = FaultServer::start([
+        Reply::Status {
+            status: 400,
+            headers: vec![("x-should-retry".into(), "true".into())],
+            body: String::new(),
+        },
+        Reply::text(&["Hel", "lo"], GAP),
+    ])
+    .await
+    .unwrap();
+    let items = transcript(&resilient(&server)).await;
+    assert_eq!(items[0], "retry:1(0)");
+    assert_eq!(items[1..], ok_tail());
+}
+
+#[tokio::test]
+async fn connection_reset_before_headers_is_transient() {
+    let server = FaultServer::start([Reply::Reset, Reply::text(&["Hel", "lo"], GAP)])
+        .await
+        .unwrap();
+    let first = chunks(&provider(&server)).await;
+    let error = first[0].as_ref().unwrap_err();
+    assert!(matches!(error, LlmError::Connection(_)), "{error:?}");
+    assert!(error.is_transient());
+
+    server.push([Reply::Reset, Reply::text(&["Hel", "lo"], GAP)]);
+    // The first reply of the script was already consumed above.
+    let items = transcript(&resilient(&server)).await;
+    assert_eq!(items, ok_tail());
+    let items = transcript(&resilient(&server)).await;
+    assert_eq!(items[0], "retry:1(0)");
+    assert_eq!(items[1..], ok_tail());
+}
+
+#[tokio::test]
+async fn a_body_cut_mid_way_is_retried_from_the_beginning() {
+    let server = FaultServer::start([
+        Reply::text(&["Hel", "lo"], GAP).ending(StreamEnd::Cut),
+        Reply::text(&["Hel", "lo"], GAP),
+    ])
+    .await
+    .unwrap();
+    let items = transcript(&resilient(&server)).await;
+    assert_eq!(items[..3], ["item:Hel", "item:lo", "retry:1(2)"]);
+    assert_eq!(items[3..], ok_tail());
+}
+
+#[tokio::test]
+async fn a_missing_done_is_a_transient_truncation() {
+    let server = FaultServer::start([
+        Reply::text(&["Hel", "lo"], GAP).ending(StreamEnd::MissingDone),
+        Reply::text(&["Hel", "lo"], GAP),
+    ])
+    .await
+    .unwrap();
+    let first = chunks(&provider(&server)).await;
+    let error = first.last().unwrap().as_ref().unwrap_err();
+    assert!(matches!(error, LlmError::Truncated(_)), "{error:?}");
+    assert!(error.is_transient());
+    assert_eq!(first.len(), 5, "all four chunks arrive before the error");
+    server.push([
+        Reply::text(&["Hel", "lo"], GAP).ending(StreamEnd::MissingDone),
+        Reply::text(&["Hel", "lo"], GAP),
+    ]);
+    let items = transcript(&resilient(&server)).await;
+    // The first reply was the leftover success from the script.
+    assert_eq!(items, ok_tail());
+    let items = transcript(&resilient(&server)).await;
+    assert_eq!(items[4], "retry:1(4)");
+}
+
+#[tokio::test]
+async fn a_stalled_stream_fails_after_the_idle_timeout_and_is_retried() {
+    let server = FaultServer::start([
+        Reply::text(&["Hel", "lo"], GAP).ending(StreamEnd::Stall),
+        Reply::text(&["Hel", "lo"], GAP),
+    ])
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let first = chunks(&provider(&server)).await;
+    let elapsed = started.elapsed();
+    let error = first.last().unwrap().as_ref().unwrap_err();
+    assert!(matches!(error, LlmError::Idle(..)), "{error:?}");
+    assert!(error.is_transient());
+    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    server.push([
+        Reply::text(&["Hel", "lo"], GAP).ending(StreamEnd::Stall),
+        Reply::text(&["Hel", "lo"], GAP),
+    ]);
+    assert_eq!(transcript(&resilient(&server)).await, ok_tail());
+    let items = transcript(&resilient(&server)).await;
+    assert_eq!(items[..3], ["item:Hel", "item:lo", "retry:1(2)"]);
+    assert_eq!(items[3..], ok_tail());
+}
+
+#[tokio::test]
+async fn in_stream_error_events_are_classified_like_their_http_twin() {
+    let overloaded = json!({"message": "Overloaded", "type": "overloaded_error"});
+    let invalid = json!({"message": "bad tool schema", "type": "invalid_request_error"});
+    let server = FaultServer::start([
+        Reply::text(&["Hel"], GAP).ending(StreamEnd::ErrorEvent(overloaded)),
+        Reply::text(&["Hel", "lo"], GAP),
+        Reply::text(&["Hel"], GAP).ending(StreamEnd::ErrorEvent(invalid)),
+        Reply::text(&["never"], GAP),
+    ])
+    .await
+    .unwrap();
+    let items = transcript(&resilient(&server)).await;
+    assert_eq!(items[..2], ["item:Hel", "retry:1(1)"]);
+    assert_eq!(items[2..], ok_tail());
+    let items = transcript(&resilient(&server)).await;
+    assert_eq!(items, ["item:Hel", "err:1"]);
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn a_rate_limiter_emits_an_event_per_attempt() {
+    let server = FaultServer::start([
+        Reply::status(502, "server_error"),
+        Reply::text(&["Hel", "lo"], GAP),
+    ])
+    .await
+    .unwrap();
+    let limiter = RateLimiter::new(RateLimitConfig {
+        requests_per_second: Some(100.0),
+        burst_size: 5,
+        ..RateLimitConfig::default()
+    })
+    .unwrap();
+    let provider = resilient(&server).rate_limiter(limiter);
+    let items = transcript(&provider).await;
+    assert_eq!(items[..3], ["rate", "retry:1(0)", "rate"]);
+    assert_eq!(items[3..], ok_tail());
+}
+
+#[tokio::test]
+async fn the_api_key_never_shows() {
+    let echo = json!({"error": {"message": format!("Incorrect API key provided: {KEY}."),
+        "type": "invalid_request_error", "code": "invalid_api_key"}});
+    let server = FaultServer::start([
+        Reply::Status {
+            status: 401,
+            headers: vec![],
+            body: echo.to_string(),
+        },
+        Reply::text(&["Hel"], GAP).ending(StreamEnd::ErrorEvent(echo["error"].clone())),
+        Reply::Reset,
+    ])
+    .await
+    .unwrap();
+    let provider = resilient(&server);
+    let mut seen = format!("{:?} {:?}", provider.inner(), provider.inner().config());
+    for _ in 0..3 {
+        let mut stream = provider.stream_events(&request());
+        while let Some(item) = stream.next().await {
+            seen.push_str(&format!("{item:?}"));
+            if let Err(error) = &item {
+                seen.push_str(&format!("{error} {:?}", error.operation_error()));
+                let mut source = std::error::Error::source(error);
+                while let Some(cause) = source {
+                    seen.push_str(&format!("{cause} {cause:?}"));
+                    source = cause.source();
+                }
+            }
+        }
+    }
+    assert!(seen.contains("<redacted>"), "{seen}");
+    assert!(seen.contains("Incorrect API key"), "{seen}");
+    assert!(!seen.contains(KEY), "{seen}");
+    assert!(!seen.contains("0123456789"), "{seen}");
+}
