@@ -138,24 +138,17 @@ impl AgentRunner {
                 let mut answer = agent.provider.stream_events(&request);
                 let mut assembly = Assembly::default();
                 while let Some(item) = answer.next().await {
-                    match item {
-                        Ok(Resilient::Item(chunk)) => {
+                    match item.map(|item| step_event(&step_id, item)) {
+                        Ok(Step::Data(chunk)) => {
                             assembly.add(&chunk);
                             yield AgentEvent::LlmChunk { step_id: step_id.clone(), chunk };
                         }
-                        Ok(Resilient::Retry(mut event)) => {
-                            // The next attempt streams the answer from the start.
-                            assembly = Assembly::default();
-                            event.step_id = Some(step_id.clone());
-                            yield AgentEvent::Retry { step_id: step_id.clone(), event };
-                        }
-                        Ok(Resilient::RateLimit(mut event)) => {
-                            event.step_id = Some(step_id.clone());
-                            yield AgentEvent::RateLimit { step_id: step_id.clone(), event };
-                        }
-                        Ok(Resilient::Circuit(mut event)) => {
-                            event.step_id = Some(step_id.clone());
-                            yield AgentEvent::Circuit { step_id: step_id.clone(), event };
+                        Ok(Step::Event(event)) => {
+                            if matches!(event, AgentEvent::Retry { .. }) {
+                                // The next attempt streams the answer from the start.
+                                assembly = Assembly::default();
+                            }
+                            yield event;
                         }
                         Err(error) => {
                             yield AgentEvent::Error {
@@ -206,22 +199,13 @@ impl AgentRunner {
                         match next {
                             Progress::Reported(event) => yield reported(&step_id, event),
                             Progress::Attempt(None) => break,
-                            Progress::Attempt(Some(item)) => match item {
-                                Ok(Resilient::Item(value)) => outcome = Some(Ok(value)),
-                                Ok(Resilient::Retry(mut event)) => {
-                                    event.step_id = Some(step_id.clone());
-                                    yield AgentEvent::Retry { step_id: step_id.clone(), event };
-                                }
-                                Ok(Resilient::RateLimit(mut event)) => {
-                                    event.step_id = Some(step_id.clone());
-                                    yield AgentEvent::RateLimit { step_id: step_id.clone(), event };
-                                }
-                                Ok(Resilient::Circuit(mut event)) => {
-                                    event.step_id = Some(step_id.clone());
-                                    yield AgentEvent::Circuit { step_id: step_id.clone(), event };
-                                }
-                                        Err(error) => outcome = Some(Err(tool_failure(error))),
+                            Progress::Attempt(Some(Ok(item))) => match step_event(&step_id, item) {
+                                Step::Data(value) => outcome = Some(Ok(value)),
+                                Step::Event(event) => yield event,
                             },
+                            Progress::Attempt(Some(Err(error))) => {
+                                outcome = Some(Err(tool_failure(error)));
+                            }
                         }
                     }
                     drop(attempts);
@@ -329,22 +313,39 @@ fn tool_failure(error: ResilienceError<ToolError>) -> String {
     }
 }
 
+/// A resilience event a tool reported while it ran, for the step stream.
 fn reported(step_id: &Arc<str>, event: ToolEventItem) -> AgentEvent {
+    match step_event(step_id, event) {
+        Step::Data(never) => match never {},
+        Step::Event(event) => event,
+    }
+}
+
+/// A data item, or a resilience event made a step event.
+enum Step<T> {
+    Data(T),
+    Event(AgentEvent),
+}
+
+/// Passes data items through; turns resilience events into step events, stamped with the
+/// step.
+fn step_event<T>(step_id: &Arc<str>, item: Resilient<T>) -> Step<T> {
     let step_id = step_id.clone();
-    match event {
-        ToolEventItem::Retry(mut event) => {
+    Step::Event(match item {
+        Resilient::Item(item) => return Step::Data(item),
+        Resilient::Retry(mut event) => {
             event.step_id = Some(step_id.clone());
             AgentEvent::Retry { step_id, event }
         }
-        ToolEventItem::RateLimit(mut event) => {
+        Resilient::RateLimit(mut event) => {
             event.step_id = Some(step_id.clone());
             AgentEvent::RateLimit { step_id, event }
         }
-        ToolEventItem::Circuit(mut event) => {
+        Resilient::Circuit(mut event) => {
             event.step_id = Some(step_id.clone());
             AgentEvent::Circuit { step_id, event }
         }
-    }
+    })
 }
 
 /// A tool result as the model reads it: strings as they are, other values as JSON.

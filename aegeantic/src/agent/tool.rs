@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::events::{AsEventRef, CircuitEvent, EventRef, RateLimitEvent, RetryEvent};
-use crate::resilience::{RateLimiter, RetryConfig, RetryOn};
+use crate::events::{AsEventRef, EventRef};
+use crate::resilience::{RateLimiter, Resilient, RetryConfig, RetryOn};
 
 /// The future of one tool call.
 pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, ToolError>> + Send + 'a>>;
@@ -143,13 +143,8 @@ pub struct ToolContext {
     events: Option<mpsc::UnboundedSender<ToolEventItem>>,
 }
 
-/// A resilience event reported by a tool.
-#[derive(Clone, Debug)]
-pub(crate) enum ToolEventItem {
-    Retry(RetryEvent),
-    RateLimit(RateLimitEvent),
-    Circuit(CircuitEvent),
-}
+/// A resilience event reported by a tool: a [`Resilient`] that holds no data.
+pub(crate) type ToolEventItem = Resilient<std::convert::Infallible>;
 
 impl ToolContext {
     pub(crate) fn new(
@@ -189,9 +184,9 @@ impl ToolContext {
             return;
         };
         let event = match event {
-            EventRef::Retry(event) => ToolEventItem::Retry(event.clone()),
-            EventRef::RateLimit(event) => ToolEventItem::RateLimit(event.clone()),
-            EventRef::Circuit(event) => ToolEventItem::Circuit(event.clone()),
+            EventRef::Retry(event) => Resilient::Retry(event.clone()),
+            EventRef::RateLimit(event) => Resilient::RateLimit(event.clone()),
+            EventRef::Circuit(event) => Resilient::Circuit(event.clone()),
         };
         // The step stream is gone when the receiver is: nobody is left to tell.
         let _ = events.send(event);
