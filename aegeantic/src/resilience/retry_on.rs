@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
-type Matcher = dyn Fn(&(dyn Error + 'static)) -> bool + Send + Sync;
+type Predicate = dyn Fn(&(dyn Error + 'static)) -> bool + Send + Sync;
 
 /// Decides which errors are retried.
 ///
@@ -28,13 +28,48 @@ type Matcher = dyn Fn(&(dyn Error + 'static)) -> bool + Send + Sync;
 /// ```
 #[derive(Clone)]
 pub struct RetryOn {
-    rules: Vec<Rule>,
+    rules: Rules,
+}
+
+/// A retry config is cloned for every stream it wraps, so the common single rule is held
+/// inline: cloning [`RetryOn::transient`] or [`RetryOn::error`] copies a few words and
+/// touches no shared counter.
+#[derive(Clone)]
+enum Rules {
+    One(Rule),
+    Many(Arc<[Rule]>),
 }
 
 #[derive(Clone)]
 struct Rule {
-    label: Arc<str>,
-    matches: Arc<Matcher>,
+    label: &'static str,
+    matches: Matcher,
+}
+
+#[derive(Clone)]
+enum Matcher {
+    /// The built-in rules: a plain function, no allocation.
+    Builtin(fn(&(dyn Error + 'static)) -> bool),
+    /// A caller's predicate.
+    Custom(Arc<Predicate>),
+}
+
+impl Rule {
+    fn matches(&self, error: &(dyn Error + 'static)) -> bool {
+        match &self.matches {
+            Matcher::Builtin(matches) => matches(error),
+            Matcher::Custom(matches) => matches(error),
+        }
+    }
+}
+
+impl Rules {
+    fn as_slice(&self) -> &[Rule] {
+        match self {
+            Rules::One(rule) => std::slice::from_ref(rule),
+            Rules::Many(rules) => rules,
+        }
+    }
 }
 
 /// Error chains longer than this are cut: a `source()` cycle must not hang the classifier.
@@ -45,26 +80,15 @@ impl RetryOn {
     /// `ConnectionRefused`, `ConnectionReset`, `ConnectionAborted`, `NotConnected`,
     /// `BrokenPipe` or `UnexpectedEof`, or a [`tokio::time::error::Elapsed`].
     pub fn transient() -> Self {
-        Self::rule("transient", |error| {
-            if let Some(io) = error.downcast_ref::<io::Error>() {
-                return matches!(
-                    io.kind(),
-                    io::ErrorKind::TimedOut
-                        | io::ErrorKind::ConnectionRefused
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::NotConnected
-                        | io::ErrorKind::BrokenPipe
-                        | io::ErrorKind::UnexpectedEof
-                );
-            }
-            error.is::<tokio::time::error::Elapsed>()
-        })
+        Self::rule("transient", Matcher::Builtin(is_transient))
     }
 
     /// Errors of type `E`, found by downcasting.
     pub fn error<E: Error + 'static>() -> Self {
-        Self::rule(std::any::type_name::<E>(), |error| error.is::<E>())
+        Self::rule(
+            std::any::type_name::<E>(),
+            Matcher::Builtin(|error| error.is::<E>()),
+        )
     }
 
     /// Errors for which `predicate` returns `true`. The predicate sees each error of the
@@ -73,32 +97,45 @@ impl RetryOn {
     where
         P: Fn(&(dyn Error + 'static)) -> bool + Send + Sync + 'static,
     {
-        Self::rule("when(..)", predicate)
+        Self::rule("when(..)", Matcher::Custom(Arc::new(predicate)))
     }
 
     /// Matches what either `self` or `other` matches.
     #[must_use]
-    pub fn or(mut self, other: RetryOn) -> Self {
-        self.rules.extend(other.rules);
-        self
+    pub fn or(self, other: RetryOn) -> Self {
+        let rules: Vec<Rule> = [self.rules.as_slice(), other.rules.as_slice()].concat();
+        RetryOn {
+            rules: Rules::Many(rules.into()),
+        }
     }
 
     /// Whether `error` should be retried.
     pub fn matches(&self, error: &(dyn Error + 'static)) -> bool {
-        chain(error).any(|link| self.rules.iter().any(|rule| (rule.matches)(link)))
+        let rules = self.rules.as_slice();
+        chain(error).any(|link| rules.iter().any(|rule| rule.matches(link)))
     }
 
-    fn rule<P>(label: &str, predicate: P) -> Self
-    where
-        P: Fn(&(dyn Error + 'static)) -> bool + Send + Sync + 'static,
-    {
+    fn rule(label: &'static str, matches: Matcher) -> Self {
         RetryOn {
-            rules: vec![Rule {
-                label: label.into(),
-                matches: Arc::new(predicate),
-            }],
+            rules: Rules::One(Rule { label, matches }),
         }
     }
+}
+
+fn is_transient(error: &(dyn Error + 'static)) -> bool {
+    if let Some(io) = error.downcast_ref::<io::Error>() {
+        return matches!(
+            io.kind(),
+            io::ErrorKind::TimedOut
+                | io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::NotConnected
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        );
+    }
+    error.is::<tokio::time::error::Elapsed>()
 }
 
 /// The error and its causes, outermost first.
@@ -135,7 +172,12 @@ impl Default for RetryOn {
 
 impl fmt::Debug for RetryOn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let labels: Vec<&str> = self.rules.iter().map(|rule| &*rule.label).collect();
+        let labels: Vec<&str> = self
+            .rules
+            .as_slice()
+            .iter()
+            .map(|rule| rule.label)
+            .collect();
         write!(f, "RetryOn({})", labels.join(" | "))
     }
 }
