@@ -13,6 +13,8 @@
 // A bench target's root resolves modules beside itself; its parts live in `compare/`.
 #[path = "compare/accuracy.rs"]
 mod accuracy;
+#[path = "compare/allocs.rs"]
+mod allocs;
 #[path = "compare/hot.rs"]
 mod hot;
 #[path = "compare/record.rs"]
@@ -28,6 +30,9 @@ use std::time::Duration;
 
 use aegeantic::resilience::{RateLimitConfig, RateLimiter};
 use criterion::Criterion;
+
+#[global_allocator]
+static ALLOCATOR: allocs::Counting = allocs::Counting;
 
 /// What this run measures: a full benchmark, or a quick smoke test under `cargo test`;
 /// and the filter, if any.
@@ -86,6 +91,9 @@ fn main() {
     streams::retry_once(&mut c, &run);
     c.final_summary();
 
+    if run.wants("allocs") {
+        allocs::all();
+    }
     if run.wants("waiting") {
         waiting::all(run.real_time(Duration::from_secs(5)));
     }

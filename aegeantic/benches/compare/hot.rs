@@ -46,11 +46,17 @@ fn leaky(burst: usize, interval: Duration) -> leaky_bucket::RateLimiter {
 }
 
 /// Polls `future` once with a waker that does nothing.
+///
+/// The harness helpers are always inlined, so that every measured loop has the same shape
+/// whoever else calls them; left to itself the compiler inlines a helper into one caller
+/// and calls it from two, which moved results by more than the differences measured.
+#[inline(always)]
 pub fn poll_once<F: Future>(future: F) -> Poll<F::Output> {
     pin!(future).poll(&mut Context::from_waker(Waker::noop()))
 }
 
 /// Times `iters` calls of `call` on a value that `setup` makes fresh for each sample.
+#[inline(always)]
 fn timed<T>(iters: u64, setup: impl FnOnce() -> T, call: impl Fn(&T) -> bool) -> Duration {
     let target = setup();
     let start = Instant::now();
@@ -193,6 +199,7 @@ pub fn contended(c: &mut Criterion, run: &Run) {
     pair(&key("ours"), &key("governor"), 1, budget, ours_2, gov_2);
 }
 
+#[inline(always)]
 fn two_threads<T: Sync>(
     iters: u64,
     setup: impl FnOnce() -> T,

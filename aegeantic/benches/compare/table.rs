@@ -28,6 +28,15 @@ const fn ratio(target: &'static str, ours: &'static str, theirs: &'static str, m
     }
 }
 
+const fn allocs(target: &'static str, key: &'static str) -> Row {
+    Row {
+        target,
+        ours: key,
+        theirs: None,
+        goal: Goal::AtMost(0.0),
+    }
+}
+
 const ROWS: &[Row] = &[
     ratio(
         "try_acquire(1) admitted vs governor check()",
@@ -131,6 +140,19 @@ const ROWS: &[Row] = &[
         theirs: None,
         goal: Goal::AtMost(1.05),
     },
+    allocs("allocations per try_acquire", "allocs/try_acquire"),
+    allocs(
+        "allocations per ready acquire().await",
+        "allocs/acquire_ready",
+    ),
+    allocs(
+        "allocations per resilient_stream item",
+        "allocs/stream_item",
+    ),
+    allocs(
+        "allocations per one-shot retry_stream",
+        "allocs/retry_one_shot",
+    ),
     Row {
         target: "100/s accuracy: p99 |release - ideal| (µs)",
         ours: "accuracy/ours/p99_us",

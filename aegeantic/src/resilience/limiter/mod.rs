@@ -9,6 +9,8 @@ mod acquire;
 mod clock;
 mod config;
 mod gcra;
+#[cfg(test)]
+mod tests;
 mod waiters;
 
 pub(crate) use acquire::Acquisition;
@@ -101,12 +103,16 @@ impl RateLimiter {
     /// No rate configured, a rate that is zero, negative, NaN, infinite or out of range, or
     /// a zero `burst_size`.
     pub fn new(config: RateLimitConfig) -> Result<Self, ConfigError> {
+        Self::with_clock(config, Clock::new())
+    }
+
+    fn with_clock(config: RateLimitConfig, clock: Clock) -> Result<Self, ConfigError> {
         let gcra = Gcra::new(&config)?;
         Ok(RateLimiter {
             shared: Arc::new(Shared {
                 config,
                 gcra,
-                clock: Clock::new(),
+                clock,
                 tat: OwnLine(AtomicU64::new(0)),
                 waiters: Mutex::new(Waiters::default()),
             }),
