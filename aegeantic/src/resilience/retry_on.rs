@@ -75,7 +75,8 @@ type Matcher = dyn Fn(&(dyn Error + 'static)) -> Option<RetryDecision> + Send + 
 /// ```
 #[derive(Clone)]
 pub struct RetryOn {
-    rules: Vec<Rule>,
+    // Shared, so that cloning a policy (once per stream) never allocates.
+    rules: Arc<[Rule]>,
 }
 
 #[derive(Clone)]
@@ -137,9 +138,15 @@ impl RetryOn {
 
     /// Matches what either `self` or `other` matches.
     #[must_use]
-    pub fn or(mut self, other: RetryOn) -> Self {
-        self.rules.extend(other.rules);
-        self
+    pub fn or(self, other: RetryOn) -> Self {
+        RetryOn {
+            rules: self
+                .rules
+                .iter()
+                .chain(other.rules.iter())
+                .cloned()
+                .collect(),
+        }
     }
 
     /// What to do about `error`.
@@ -168,10 +175,10 @@ impl RetryOn {
         D: Fn(&(dyn Error + 'static)) -> Option<RetryDecision> + Send + Sync + 'static,
     {
         RetryOn {
-            rules: vec![Rule {
+            rules: Arc::new([Rule {
                 label: label.into(),
                 decide: Arc::new(decide),
-            }],
+            }]),
         }
     }
 }

@@ -1,11 +1,11 @@
 //! The future returned by [`RateLimiter::acquire`].
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use super::{Booked, RateLimiter};
@@ -47,6 +47,7 @@ pub struct Acquire<'a> {
 }
 
 impl<'a> Acquire<'a> {
+    #[inline]
     pub(super) fn new(limiter: &'a RateLimiter, tokens: u32, operation_name: &'a str) -> Self {
         Acquire {
             limiter,
@@ -59,6 +60,7 @@ impl<'a> Acquire<'a> {
 impl Future for Acquire<'_> {
     type Output = Result<Acquired, RateLimitError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         this.acquisition.poll(this.limiter, this.operation_name, cx)
@@ -75,7 +77,9 @@ pub(crate) struct Acquisition {
 
 enum State {
     Start,
-    Waiting(Wait),
+    /// Boxed: most acquisitions never wait, and every future and stream that holds one is
+    /// moved around at its full size.
+    Waiting(Pin<Box<Wait>>),
     /// A call to the Redis backend, which owns its handle.
     #[cfg(feature = "redis")]
     Remote(Pin<Box<dyn Future<Output = Result<Acquired, RateLimitError>> + Send>>),
@@ -83,18 +87,32 @@ enum State {
     Done,
 }
 
-/// A booked place in the queue. Dropping it before the grant hands the place back.
-#[derive(Debug)]
-struct Wait {
-    /// `Some` while the place is held.
-    id: Option<u64>,
-    limiter: RateLimiter,
-    booked_at: u64,
-    deadline: u64,
-    sleep: Pin<Box<Sleep>>,
+pin_project! {
+    /// A booked place in the queue and the timer for it. Dropping it before the grant hands
+    /// the place back.
+    #[derive(Debug)]
+    struct Wait {
+        // `Some` while the place is held.
+        id: Option<u64>,
+        limiter: RateLimiter,
+        booked_at: u64,
+        deadline: u64,
+        #[pin]
+        sleep: Sleep,
+    }
+
+    impl PinnedDrop for Wait {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(id) = *this.id {
+                this.limiter.cancel(id);
+            }
+        }
+    }
 }
 
 impl Acquisition {
+    #[inline]
     pub(crate) fn new(tokens: u32) -> Self {
         Acquisition {
             tokens,
@@ -102,6 +120,9 @@ impl Acquisition {
         }
     }
 
+    /// Acquires from the limiter's backend: Redis when it has one, else the in-process
+    /// bucket.
+    #[inline]
     pub(crate) fn poll(
         &mut self,
         limiter: &RateLimiter,
@@ -109,90 +130,142 @@ impl Acquisition {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Acquired, RateLimitError>> {
         #[cfg(feature = "redis")]
-        if matches!(self.state, State::Start) && limiter.is_redis() {
+        if limiter.is_redis() {
+            return self.poll_remote(limiter, cx);
+        }
+        self.poll_local(limiter, operation_name, cx)
+    }
+
+    #[cfg(feature = "redis")]
+    #[inline(never)]
+    fn poll_remote(
+        &mut self,
+        limiter: &RateLimiter,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Acquired, RateLimitError>> {
+        if let State::Start = self.state {
+            self.state = State::Done;
             limiter.check(self.tokens)?;
             let (limiter, tokens) = (limiter.clone(), self.tokens);
             self.state = State::Remote(Box::pin(
                 async move { limiter.acquire_remote(tokens).await },
             ));
         }
-        #[cfg(feature = "redis")]
-        if let State::Remote(call) = &mut self.state {
-            let acquired = std::task::ready!(call.as_mut().poll(cx));
-            self.state = State::Done;
-            return Poll::Ready(acquired);
-        }
-        self.poll_local(limiter, operation_name, cx)
+        let State::Remote(call) = &mut self.state else {
+            // Done: polled again after completing.
+            return Poll::Pending;
+        };
+        let acquired = std::task::ready!(call.as_mut().poll(cx));
+        self.state = State::Done;
+        Poll::Ready(acquired)
     }
 
-    /// Acquires from the in-process bucket, whatever the limiter's backend.
-    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    /// Grants at once when the tokens are there and nobody waits; otherwise queues and
+    /// waits. The immediate grant is kept small enough to inline into the caller's poll:
+    /// it is most calls, and a call into the queueing code would cost as much as the grant.
+    /// Used for the in-process bucket whatever the backend (Redis's local fallback too).
+    #[inline]
     pub(crate) fn poll_local(
         &mut self,
         limiter: &RateLimiter,
         operation_name: &str,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Acquired, RateLimitError>> {
-        let tokens = self.tokens;
-        let wait = match &mut self.state {
-            State::Done => return Poll::Pending,
-            #[cfg(feature = "redis")]
-            State::Remote(_) => unreachable!("remote acquisitions are polled by `poll`"),
-            State::Waiting(wait) => wait,
-            State::Start => {
-                self.state = State::Done;
-                limiter.check(tokens)?;
-                let now = limiter.now();
-                if let Some(tat) = limiter.try_take(tokens, now) {
-                    return Poll::Ready(Ok(granted_now(limiter, tokens, tat, now)));
-                }
-                if tokio::runtime::Handle::try_current().is_err() {
-                    return Poll::Ready(Err(RateLimitError::NoRuntime));
-                }
-                let (id, admit_at) = match limiter.book(tokens, now, cx.waker()) {
-                    Booked::Now { tat } => {
-                        return Poll::Ready(Ok(granted_now(limiter, tokens, tat, now)));
-                    }
-                    Booked::Later { id, admit_at } => (id, admit_at),
-                };
-                #[cfg(feature = "tracing")]
-                tracing::debug!(
-                    operation_name,
-                    tokens,
-                    wait_ms = (admit_at - now) as f64 / 1e6,
-                    "rate limit: queued"
-                );
-                self.state = State::Waiting(Wait {
-                    id: Some(id),
-                    limiter: limiter.clone(),
-                    booked_at: now,
-                    deadline: admit_at,
-                    sleep: Box::pin(tokio::time::sleep_until(limiter.instant(admit_at))),
-                });
-                let State::Waiting(wait) = &mut self.state else {
-                    unreachable!("just set")
-                };
-                wait
-            }
+        let State::Start = self.state else {
+            return self.poll_waiting(limiter, cx);
         };
-        let id = wait.id.expect("a waiting acquisition holds its place");
-        while wait.sleep.as_mut().poll(cx).is_pending() {
-            // Woken before the timer: spurious, or a waiter ahead gave up and moved us up.
-            match limiter.admit_at(id, cx.waker()) {
-                Some(admit_at) if admit_at <= limiter.now() => break,
-                Some(admit_at) if admit_at < wait.deadline => {
-                    wait.deadline = admit_at;
-                    wait.sleep.as_mut().reset(limiter.instant(admit_at));
-                }
-                _ => return Poll::Pending,
-            }
-        }
+        // Whatever happens next, this acquisition never takes tokens a second time.
+        self.state = State::Done;
+        let tokens = self.tokens;
+        limiter.check(tokens)?;
         let now = limiter.now();
-        wait.id = None;
-        let acquired = Acquired {
+        let granted = |tat| granted_now(limiter, tokens, tat, now);
+        match limiter.try_take(tokens, now, granted) {
+            Some(acquired) => Poll::Ready(Ok(acquired)),
+            None => self.queue(limiter, operation_name, now, cx),
+        }
+    }
+
+    /// Books a place for a request that found the bucket short at `now`.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    #[inline(never)]
+    fn queue(
+        &mut self,
+        limiter: &RateLimiter,
+        operation_name: &str,
+        now: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Acquired, RateLimitError>> {
+        let tokens = self.tokens;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Poll::Ready(Err(RateLimitError::NoRuntime));
+        }
+        let (id, admit_at) = match limiter.book(tokens, now, cx.waker()) {
+            Booked::Now { tat } => {
+                return Poll::Ready(Ok(granted_now(limiter, tokens, tat, now)));
+            }
+            Booked::Later { id, admit_at } => (id, admit_at),
+        };
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            operation_name,
             tokens,
+            wait_ms = (admit_at - now) as f64 / 1e6,
+            "rate limit: queued"
+        );
+        self.state = State::Waiting(Box::pin(Wait {
+            id: Some(id),
+            limiter: limiter.clone(),
+            booked_at: now,
+            deadline: admit_at,
+            sleep: tokio::time::sleep_until(limiter.deadline(admit_at)),
+        }));
+        self.poll_waiting(limiter, cx)
+    }
+
+    /// Sleeps until the booked instant, following the queue if it moves up.
+    #[inline(never)]
+    fn poll_waiting(
+        &mut self,
+        limiter: &RateLimiter,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Acquired, RateLimitError>> {
+        let State::Waiting(wait) = &mut self.state else {
+            // Done: polled again after completing.
+            return Poll::Pending;
+        };
+        let mut wait = wait.as_mut().project();
+        let id = wait.id.expect("a waiting acquisition holds its place");
+        let now = loop {
+            if wait.sleep.as_mut().poll(cx).is_ready() {
+                // The timer keeps tokio's time and the bucket its own clock's (see
+                // `clock.rs`): the grant waits until the bucket's clock agrees.
+                let now = limiter.now();
+                if now >= *wait.deadline {
+                    break now;
+                }
+                wait.sleep.as_mut().reset(limiter.deadline(*wait.deadline));
+                continue;
+            }
+            // Woken before the timer: spurious, or a waiter ahead gave up and moved us up.
+            let Some(admit_at) = limiter.admit_at(id, cx.waker()) else {
+                return Poll::Pending;
+            };
+            let now = limiter.now();
+            if admit_at <= now {
+                break now;
+            }
+            if admit_at >= *wait.deadline {
+                return Poll::Pending;
+            }
+            *wait.deadline = admit_at;
+            wait.sleep.as_mut().reset(limiter.deadline(admit_at));
+        };
+        *wait.id = None;
+        let acquired = Acquired {
+            tokens: self.tokens,
             tokens_remaining: limiter.finish(id, now),
-            waited: Duration::from_nanos(now.saturating_sub(wait.booked_at)),
+            waited: Duration::from_nanos(now.saturating_sub(*wait.booked_at)),
             fallback: None,
         };
         self.state = State::Done;
@@ -200,6 +273,7 @@ impl Acquisition {
     }
 }
 
+#[inline]
 fn granted_now(limiter: &RateLimiter, tokens: u32, tat: u64, now: u64) -> Acquired {
     Acquired {
         tokens,
@@ -209,22 +283,14 @@ fn granted_now(limiter: &RateLimiter, tokens: u32, tat: u64, now: u64) -> Acquir
     }
 }
 
-impl fmt::Debug for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             State::Start => f.write_str("Start"),
             State::Waiting(wait) => f.debug_tuple("Waiting").field(wait).finish(),
             #[cfg(feature = "redis")]
             State::Remote(_) => f.write_str("Remote"),
             State::Done => f.write_str("Done"),
-        }
-    }
-}
-
-impl Drop for Wait {
-    fn drop(&mut self) {
-        if let Some(id) = self.id {
-            self.limiter.cancel(id);
         }
     }
 }

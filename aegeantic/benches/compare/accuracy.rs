@@ -1,0 +1,99 @@
+//! Real-time accuracy: how far from its ideal instant each grant of a 100/s limiter with a
+//! burst of 1 is released, driven in a loop.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aegeantic::resilience::{RateLimitConfig, RateLimiter};
+use governor::{Quota, RateLimiter as Governor};
+
+use crate::record::put;
+
+const PER_SECOND: u32 = 100;
+const INTERVAL: Duration = Duration::from_millis(10);
+
+/// Awaits `acquire()` in a loop for `duration`; the k-th grant's ideal instant is the first
+/// grant's plus k intervals. Records p50, p99 and max of |actual - ideal| in microseconds.
+fn run<F, Fut>(name: &str, duration: Duration, setup: impl FnOnce() -> F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let grants = runtime.block_on(async {
+        let acquire = setup();
+        let end = Instant::now() + duration;
+        let mut grants = Vec::new();
+        while Instant::now() < end {
+            acquire().await;
+            grants.push(Instant::now());
+        }
+        grants
+    });
+    let first = grants[0];
+    let mut errors: Vec<f64> = grants
+        .iter()
+        .enumerate()
+        .map(|(k, &at)| {
+            let ideal = first + INTERVAL * k as u32;
+            let error = if at >= ideal { at - ideal } else { ideal - at };
+            error.as_secs_f64() * 1e6
+        })
+        .collect();
+    errors.sort_by(f64::total_cmp);
+    let pick = |q: f64| errors[((errors.len() - 1) as f64 * q).round() as usize];
+    let (p50, p99, max) = (pick(0.5), pick(0.99), pick(1.0));
+    println!(
+        "accuracy/{name}: {} grants, |release - ideal| p50 {p50:.0} µs, p99 {p99:.0} µs, \
+         max {max:.0} µs",
+        grants.len()
+    );
+    put(&format!("accuracy/{name}/p50_us"), p50);
+    put(&format!("accuracy/{name}/p99_us"), p99);
+}
+
+pub fn all(duration: Duration) {
+    run("ours", duration, || {
+        let limiter = RateLimiter::new(RateLimitConfig {
+            requests_per_second: Some(f64::from(PER_SECOND)),
+            burst_size: 1,
+            ..RateLimitConfig::default()
+        })
+        .expect("valid config");
+        move || {
+            let limiter = limiter.clone();
+            async move {
+                limiter.acquire(1, "tick").await.expect("admitted");
+            }
+        }
+    });
+    run("governor", duration, || {
+        let limiter = Arc::new(Governor::direct(
+            Quota::per_second(NonZeroU32::new(PER_SECOND).unwrap()).allow_burst(NonZeroU32::MIN),
+        ));
+        move || {
+            let limiter = limiter.clone();
+            async move { limiter.until_ready().await }
+        }
+    });
+    run("leaky_bucket", duration, || {
+        let limiter = Arc::new(
+            leaky_bucket::RateLimiter::builder()
+                .max(1)
+                .initial(1)
+                .refill(1)
+                .interval(INTERVAL)
+                .fair(true)
+                .build(),
+        );
+        move || {
+            let limiter = limiter.clone();
+            async move { limiter.acquire_one().await }
+        }
+    });
+}

@@ -1,0 +1,237 @@
+//! The closing table: one row per target, ours against theirs from this run.
+
+use crate::record::get;
+
+/// How a row is judged.
+enum Goal {
+    /// `ours / theirs` at most this.
+    Ratio(f64),
+    /// `ours - theirs` at most this many nanoseconds.
+    Delta(f64),
+    /// `ours` alone at most this.
+    AtMost(f64),
+}
+
+struct Row {
+    target: &'static str,
+    ours: &'static str,
+    theirs: Option<&'static str>,
+    goal: Goal,
+}
+
+const fn ratio(target: &'static str, ours: &'static str, theirs: &'static str, max: f64) -> Row {
+    Row {
+        target,
+        ours,
+        theirs: Some(theirs),
+        goal: Goal::Ratio(max),
+    }
+}
+
+const fn allocs(target: &'static str, key: &'static str) -> Row {
+    Row {
+        target,
+        ours: key,
+        theirs: None,
+        goal: Goal::AtMost(0.0),
+    }
+}
+
+const ROWS: &[Row] = &[
+    ratio(
+        "try_acquire(1) admitted vs governor check()",
+        "try_acquire_admitted/ours",
+        "try_acquire_admitted/governor",
+        1.0,
+    ),
+    ratio(
+        "try_acquire(1) refused vs governor check()",
+        "try_acquire_refused/ours",
+        "try_acquire_refused/governor",
+        1.0,
+    ),
+    ratio(
+        "try_acquire(4) admitted vs governor check_n(4)",
+        "try_acquire_admitted/ours_n4",
+        "try_acquire_admitted/governor_n4",
+        1.0,
+    ),
+    ratio(
+        "try_acquire(1) admitted vs governor, std clock",
+        "try_acquire_admitted/ours",
+        "try_acquire_admitted/governor_std_clock",
+        1.0,
+    ),
+    ratio(
+        "try_acquire(1) admitted vs leaky-bucket",
+        "try_acquire_admitted/ours",
+        "try_acquire_admitted/leaky_bucket",
+        1.0,
+    ),
+    ratio(
+        "try_acquire(1) refused vs leaky-bucket",
+        "try_acquire_refused/ours",
+        "try_acquire_refused/leaky_bucket",
+        1.0,
+    ),
+    ratio(
+        "2 threads, time per grant vs governor",
+        "contended_2_threads/ours",
+        "contended_2_threads/governor",
+        1.0,
+    ),
+    ratio(
+        "acquire().await ready vs our try_acquire",
+        "acquire_ready/ours",
+        "acquire_ready/ours_try_acquire",
+        1.5,
+    ),
+    ratio(
+        "acquire().await ready vs governor until_ready",
+        "acquire_ready/ours",
+        "acquire_ready/governor_until_ready",
+        1.0,
+    ),
+    ratio(
+        "acquire().await ready vs leaky-bucket acquire",
+        "acquire_ready/ours",
+        "acquire_ready/leaky_bucket",
+        1.0,
+    ),
+    Row {
+        target: "resilient_stream per item, minus bare stream (ns)",
+        ours: "stream_per_item/resilient_stream",
+        theirs: Some("stream_per_item/bare"),
+        goal: Goal::Delta(10.0),
+    },
+    ratio(
+        "resilient_stream per item vs governor ratelimit_stream",
+        "stream_per_item/resilient_stream",
+        "stream_per_item/governor_ratelimit_stream",
+        1.0,
+    ),
+    ratio(
+        "retry_stream one-shot vs backon retry",
+        "retry_one_shot/ours_retry_stream",
+        "retry_one_shot/backon",
+        1.0,
+    ),
+    ratio(
+        "retry_stream one-shot, &str name, vs backon",
+        "retry_one_shot/ours_str_name",
+        "retry_one_shot/backon",
+        1.0,
+    ),
+    ratio(
+        "10k waiters: CPU per admission vs governor",
+        "waiting/ours/cpu_ns",
+        "waiting/governor/cpu_ns",
+        1.0,
+    ),
+    ratio(
+        "10k waiters: CPU per admission vs leaky-bucket",
+        "waiting/ours/cpu_ns",
+        "waiting/leaky_bucket/cpu_ns",
+        1.0,
+    ),
+    Row {
+        target: "10k waiters: wake-ups per admission",
+        ours: "waiting/ours/wakeups",
+        theirs: None,
+        goal: Goal::AtMost(1.05),
+    },
+    allocs("allocations per try_acquire", "allocs/try_acquire"),
+    allocs(
+        "allocations per ready acquire().await",
+        "allocs/acquire_ready",
+    ),
+    allocs(
+        "allocations per resilient_stream item",
+        "allocs/stream_item",
+    ),
+    allocs(
+        "allocations per one-shot retry_stream",
+        "allocs/retry_one_shot",
+    ),
+    Row {
+        target: "100/s accuracy: p99 |release - ideal| (µs)",
+        ours: "accuracy/ours/p99_us",
+        theirs: None,
+        goal: Goal::AtMost(1000.0),
+    },
+];
+
+/// Context rows: what the competitors measured in the same run, for the record.
+const CONTEXT: &[(&str, &str)] = &[
+    (
+        "governor wake-ups per admission",
+        "waiting/governor/wakeups",
+    ),
+    (
+        "leaky-bucket wake-ups per admission",
+        "waiting/leaky_bucket/wakeups",
+    ),
+    ("accuracy p50 ours (µs)", "accuracy/ours/p50_us"),
+    (
+        "accuracy p50 / p99 governor (µs)",
+        "accuracy/governor/p50_us",
+    ),
+    ("", "accuracy/governor/p99_us"),
+    (
+        "accuracy p50 / p99 leaky-bucket (µs)",
+        "accuracy/leaky_bucket/p50_us",
+    ),
+    ("", "accuracy/leaky_bucket/p99_us"),
+];
+
+pub fn print() {
+    println!();
+    println!("| target | ours | theirs | ours/theirs | goal | met |");
+    println!("|---|---:|---:|---:|---|---|");
+    for row in ROWS {
+        let Some(ours) = get(row.ours) else { continue };
+        let theirs = row.theirs.and_then(get);
+        // The interleaved pair when there is one; criterion's two medians otherwise.
+        let paired = |what: &str| {
+            let theirs = row.theirs?;
+            get(&format!("pair/{}|{theirs}/{what}", row.ours))
+        };
+        let (shown, goal, met) = match (&row.goal, theirs) {
+            (Goal::Ratio(max), Some(theirs)) => {
+                let r = paired("ratio").unwrap_or(ours / theirs);
+                (format!("{r:.3}"), format!("≤ {max:.2}×"), r <= *max)
+            }
+            (Goal::Delta(max), Some(theirs)) => {
+                let d = paired("delta").unwrap_or(ours - theirs);
+                (format!("{d:+.2} ns"), format!("≤ +{max} ns"), d <= *max)
+            }
+            (Goal::AtMost(max), _) => (String::from("—"), format!("≤ {max}"), ours <= *max),
+            (_, None) => continue,
+        };
+        let theirs = theirs.map_or(String::from("—"), |t| format!("{t:.2}"));
+        let met = if met { "yes" } else { "**no**" };
+        println!(
+            "| {} | {ours:.2} | {theirs} | {shown} | {goal} | {met} |",
+            row.target
+        );
+    }
+    let context: Vec<String> = CONTEXT
+        .iter()
+        .filter_map(|(label, key)| get(key).map(|v| (label, v)))
+        .map(|(label, v)| {
+            if label.is_empty() {
+                format!(" / {v:.2}")
+            } else {
+                format!("\n  {label}: {v:.2}")
+            }
+        })
+        .collect();
+    if !context.is_empty() {
+        println!("\nFor the record:{}", context.concat());
+    }
+    println!(
+        "\nours, theirs: criterion medians, ns per operation (stream rows: per item) unless \
+         marked. ours/theirs: the median ratio of interleaved blocks (see record.rs), which \
+         later load on a shared machine cannot skew; real-time rows: one run each."
+    );
+}
