@@ -1,8 +1,8 @@
 //! Admitted acquires per second through the Redis backend, against `redis-benchmark`
 //! running the same script with EVALSHA at the same concurrency, on the same server.
 //!
-//! `cargo bench --bench redis_throughput --features redis` (needs redis-server and
-//! redis-benchmark, from the Debian package redis-server / redis-tools).
+//! `cargo bench -p aegeantic-bench --bench redis_throughput --features redis` (needs
+//! redis-server and redis-benchmark, from the Debian package redis-server).
 
 #[allow(dead_code)]
 #[path = "../tests/common/redis_server.rs"]
