@@ -107,14 +107,20 @@ fn main() {
 /// release build, unless tokio was built with `test-util` (the limiter then follows tokio's
 /// pausable clock, and the numbers are not the production ones).
 fn report_clock() {
+    // The first limiter of a process calibrates the cycle counter.
+    let started = std::time::Instant::now();
     let limiter = RateLimiter::new(RateLimitConfig {
         requests_per_second: Some(1.0),
         ..RateLimitConfig::default()
     })
     .expect("valid config");
+    let first_new = started.elapsed();
     let debug = format!("{limiter:?}");
     if debug.contains("Counter") {
-        println!("limiter clock: CPU cycle counter (as in production builds)");
+        println!(
+            "limiter clock: CPU cycle counter (as in production builds); the first \
+             RateLimiter::new took {first_new:?}, calibration included"
+        );
     } else {
         println!(
             "WARNING: tokio has `test-util` in this build, so the limiter runs on tokio's \

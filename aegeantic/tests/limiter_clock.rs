@@ -55,3 +55,14 @@ fn made_outside_any_runtime() {
 fn a_limiter_reports_the_clock_it_runs_on() {
     assert!(format!("{:?}", limiter(1.0, 1)).contains("clock: Tokio"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_idling_the_bucket_grants_its_burst_and_no_more() {
+    // `tat` is ahead of the clock after the first burst; the bucket then idles past it. A
+    // grant that trusted the old reading would credit the idle time beyond the burst.
+    let l = limiter(10.0, 3);
+    assert!(l.try_acquire(3).unwrap());
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let granted = (0..4).filter(|_| l.try_acquire(1).unwrap()).count();
+    assert_eq!(granted, 3);
+}

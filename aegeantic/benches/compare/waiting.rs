@@ -2,6 +2,7 @@
 //! often waiters are woken for each admission.
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -132,7 +133,9 @@ pub fn all(duration: Duration) {
         }
     });
     run("governor", duration, || {
-        let quota = Quota::per_second(std::num::NonZeroU32::new(PER_SECOND).unwrap());
+        // `per_second` alone would also allow a burst of 1,000.
+        let quota =
+            Quota::per_second(NonZeroU32::new(PER_SECOND).unwrap()).allow_burst(NonZeroU32::MIN);
         let limiter = Arc::new(Governor::direct(quota));
         assert!(limiter.check().is_ok(), "start empty");
         move || {

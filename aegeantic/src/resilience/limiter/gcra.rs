@@ -126,6 +126,29 @@ mod tests {
         assert_eq!(g.tokens(300_000_000, 150_000_000), 1.5);
     }
 
+    /// Why every grant reads the clock: a bucket whose `tat` is ahead of the last reading
+    /// may have been idle past it since, and booking from `tat` instead of `max(tat, now)`
+    /// would credit the idle time beyond the burst.
+    #[test]
+    fn booking_from_a_stale_reading_would_over_credit_an_idle_bucket() {
+        let g = gcra(10.0, 2);
+        // Both tokens taken at 0: `tat` is 200 ms, ahead of that reading.
+        let tat = g.book(g.book(0, 0, 1).tat, 0, 1).tat;
+        assert_eq!(tat, 200_000_000);
+        // Idle until 1 s: a full bucket of 2 and not one token more.
+        let now = 1_000_000_000;
+        let after_two = g.book(tat, now, 2);
+        assert!(after_two.admit_at <= now);
+        assert!(
+            g.book(after_two.tat, now, 1).admit_at > now,
+            "a third is refused"
+        );
+        // Booked as if `tat` were still ahead (the stale reading 0 said so), the same two
+        // tokens leave room for a third at once: three tokens from a bucket of two.
+        let stale = g.book(tat, 0, 2);
+        assert!(g.book(stale.tat, now, 1).admit_at <= now);
+    }
+
     #[test]
     fn intervals_round_up() {
         assert_eq!(gcra(3.0, 1).interval(), 333_334_000);

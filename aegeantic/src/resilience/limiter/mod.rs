@@ -48,8 +48,8 @@ use super::{ConfigError, RateLimitError};
 /// A grant takes no lock, allocates nothing and, in production builds, reads the CPU's cycle
 /// counter rather than the system clock. When tokio is built with its `test-util` feature,
 /// as test builds usually are, the limiter runs on tokio's clock instead, so tests can drive
-/// it with [`tokio::time::pause`] and [`advance`](tokio::time::advance). Waiting always uses
-/// tokio's timers.
+/// it with `tokio::time::pause` and `advance` (which exist only with `test-util`). Waiting
+/// always uses tokio's timers.
 ///
 /// ```
 /// use aegeantic::resilience::{RateLimitConfig, RateLimiter};
@@ -105,6 +105,10 @@ pub(crate) enum Booked {
 
 impl RateLimiter {
     /// A limiter for `config`, with a full bucket.
+    ///
+    /// In production builds the first limiter of a process calibrates the CPU's cycle
+    /// counter against the system clock: about a millisecond, 200 ms at most. Later ones
+    /// reuse the calibration.
     ///
     /// # Errors
     /// No rate configured, a rate that is zero, negative, NaN, infinite or out of range, or

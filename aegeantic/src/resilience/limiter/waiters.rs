@@ -2,7 +2,14 @@
 //!
 //! The bucket's `tat` already orders them (see `gcra.rs`); the queue exists so that a
 //! waiter that gives up can hand its booking back: everyone booked behind it moves forward
-//! by its share and is woken to re-arm its timer.
+//! by its share.
+//!
+//! Moving up means re-arming a timer, but only the waiter directly behind the gap is woken
+//! to do so. The others are marked `moved` and woken one at a time, each when the waiter
+//! ahead of it leaves the queue. A moved waiter's new instant is never earlier than that of
+//! the waiter ahead, so it still re-arms in time; and a queue of `n` that is abandoned from
+//! the front costs `n` wake-ups, not `n²/2`. A moved waiter whose timer fires first is late,
+//! never early: its old instant is after its new one.
 
 use std::collections::VecDeque;
 use std::task::Waker;
@@ -12,6 +19,8 @@ struct Entry {
     tokens: u32,
     admit_at: u64,
     waker: Waker,
+    /// `admit_at` moved up since the waiter last read it.
+    moved: bool,
 }
 
 /// Waiters in booking order, which is also the order of their `admit_at`.
@@ -30,6 +39,7 @@ impl Waiters {
             tokens,
             admit_at,
             waker: waker.clone(),
+            moved: false,
         });
         id
     }
@@ -38,33 +48,48 @@ impl Waiters {
     pub(crate) fn admit_at(&mut self, id: u64, waker: &Waker) -> Option<u64> {
         let entry = self.find(id)?;
         entry.waker.clone_from(waker);
+        entry.moved = false;
         Some(entry.admit_at)
     }
 
+    /// Removes a waiter that was granted.
     pub(crate) fn remove(&mut self, id: u64) {
         if let Ok(index) = self.index(id) {
             self.queue.remove(index);
+            self.wake_if_moved(index);
         }
     }
 
     /// Removes a waiter that gave up at `now`. If its instant is still ahead, it hands back
-    /// its tokens: the waiters behind it move `tokens · interval` earlier and are woken.
-    /// Returns how far the bucket's `tat` must move back (zero once the instant has passed,
-    /// since from then on the tokens counted as granted).
+    /// its tokens: the waiters behind it move `tokens · interval` earlier. Returns how far
+    /// the bucket's `tat` must move back (zero once the instant has passed, since from then
+    /// on the tokens counted as granted).
     pub(crate) fn cancel(&mut self, id: u64, now: u64, interval: u64) -> u64 {
         let Ok(index) = self.index(id) else { return 0 };
         let Some(gone) = self.queue.remove(index) else {
             return 0;
         };
-        if gone.admit_at <= now {
-            return 0;
+        let shift = if gone.admit_at > now {
+            u64::from(gone.tokens) * interval
+        } else {
+            0
+        };
+        if shift > 0 {
+            for behind in self.queue.range_mut(index..) {
+                behind.admit_at = behind.admit_at.saturating_sub(shift);
+                behind.moved = true;
+            }
         }
-        let shift = u64::from(gone.tokens) * interval;
-        for behind in self.queue.range_mut(index..) {
-            behind.admit_at = behind.admit_at.saturating_sub(shift);
-            behind.waker.wake_by_ref();
-        }
+        self.wake_if_moved(index);
         shift
+    }
+
+    /// Wakes the waiter now at `index`, the one directly behind a waiter that left, if its
+    /// instant moved since it last looked; the one that left can no longer pass it on.
+    fn wake_if_moved(&self, index: usize) {
+        if let Some(next) = self.queue.get(index).filter(|next| next.moved) {
+            next.waker.wake_by_ref();
+        }
     }
 
     fn find(&mut self, id: u64) -> Option<&mut Entry> {
