@@ -39,7 +39,7 @@ const QUEUED: u64 = 2_000;
 async fn waiters_behind_a_thousand_cancellations_are_woken_about_twice() {
     // 1,000/s with a burst of 1: one token a millisecond, the bucket empty.
     let l = limiter(1000.0, 1);
-    assert!(l.try_acquire(1).unwrap());
+    assert!(l.try_acquire(1).await.unwrap());
     let start = Instant::now();
     let polls = Arc::new(AtomicU64::new(0));
     let mut tasks: Vec<_> = (0..QUEUED)
