@@ -110,6 +110,8 @@ impl RateLimiter {
         Self::with_clock(config, Clock::new())
     }
 
+    /// A limiter on `clock`; the unit tests pick the counter, which test builds otherwise
+    /// never use.
     fn with_clock(config: RateLimitConfig, clock: Clock) -> Result<Self, ConfigError> {
         let gcra = Gcra::new(&config)?;
         Ok(RateLimiter {
