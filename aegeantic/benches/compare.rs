@@ -100,7 +100,7 @@ fn main() {
     if run.wants("accuracy") {
         accuracy::all(run.real_time(Duration::from_secs(10)));
     }
-    table::print();
+    table::print(run.benchmarking);
 }
 
 /// Says which clock the limiter runs on in this build: the cycle counter, as in a user's

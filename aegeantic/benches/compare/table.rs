@@ -184,8 +184,13 @@ const CONTEXT: &[(&str, &str)] = &[
     ("", "accuracy/leaky_bucket/p99_us"),
 ];
 
-pub fn print() {
+/// Prints the table; `benchmarking` is false for the smoke test under `cargo test`.
+pub fn print(benchmarking: bool) {
     println!();
+    if !benchmarking {
+        println!("Smoke test (cargo test): an unoptimised build and token samples; the");
+        println!("numbers below only show that every part ran.\n");
+    }
     println!("| target | ours | theirs | ours/theirs | goal | met |");
     println!("|---|---:|---:|---:|---|---|");
     for row in ROWS {

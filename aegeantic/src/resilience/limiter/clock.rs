@@ -14,6 +14,7 @@
 //! two clocks in one bucket would let their disagreement admit extra tokens.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -36,7 +37,10 @@ impl Clock {
     }
 
     pub(crate) fn counter() -> Self {
-        let counter = quanta::Clock::new();
+        // Made once: making a `quanta::Clock` asks the CPU for its features, which a
+        // virtual machine's hypervisor answers slowly.
+        static COUNTER: OnceLock<quanta::Clock> = OnceLock::new();
+        let counter = COUNTER.get_or_init(quanta::Clock::new).clone();
         let epoch = counter.raw();
         Clock::Counter { counter, epoch }
     }

@@ -149,6 +149,41 @@ mod tests {
         assert!(g.book(stale.tat, now, 1).admit_at <= now);
     }
 
+    proptest::proptest! {
+        /// Concurrent grants commit in an order (that of their compare-exchanges) that need
+        /// not be the order of their clock readings: two cores read the counter, the later
+        /// reading wins the race or not. Whatever the order, the tokens granted to requests
+        /// whose readings fall in any span `[a, b]` stay within `burst + (b - a) / T`.
+        #[test]
+        fn the_bound_holds_whatever_order_the_readings_commit_in(
+            burst in 1u32..6,
+            requests in proptest::collection::vec((0u64..2_000, 1u32..6), 1..40),
+        ) {
+            let g = gcra(1000.0, burst); // T = 1 ms; readings in µs below
+            let mut tat = 0;
+            let mut granted = Vec::new();
+            for (now_us, tokens) in requests {
+                let (now, tokens) = (now_us * 1000, tokens.min(burst));
+                let booking = g.book(tat, now, tokens);
+                if booking.admit_at <= now {
+                    tat = booking.tat;
+                    granted.push((now, u64::from(tokens)));
+                }
+            }
+            granted.sort_unstable();
+            for (i, &(a, _)) in granted.iter().enumerate() {
+                let mut taken = 0;
+                for &(b, tokens) in &granted[i..] {
+                    taken += tokens;
+                    proptest::prop_assert!(
+                        taken * 1_000_000 <= u64::from(burst) * 1_000_000 + (b - a),
+                        "{taken} tokens in [{a}, {b}] ns: {granted:?}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn intervals_round_up() {
         assert_eq!(gcra(3.0, 1).interval(), 333_334_000);

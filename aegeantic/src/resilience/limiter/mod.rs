@@ -122,6 +122,8 @@ impl RateLimiter {
         )
     }
 
+    /// A limiter on `clock`; the unit tests pick the counter, which test builds otherwise
+    /// never use.
     #[cfg(test)]
     fn with_clock(config: RateLimitConfig, clock: Clock) -> Result<Self, ConfigError> {
         Self::build(
