@@ -2,35 +2,12 @@
 
 mod common;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use common::limiter;
-use pin_project_lite::pin_project;
+use common::{limiter, CountPolls};
 use tokio::time::Instant;
-
-pin_project! {
-    /// Counts how often the wrapped future is polled.
-    struct CountPolls<F> {
-        #[pin]
-        inner: F,
-        polls: Arc<AtomicU64>,
-    }
-}
-
-impl<F: Future> Future for CountPolls<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        this.polls.fetch_add(1, Ordering::Relaxed);
-        this.inner.poll(cx)
-    }
-}
 
 const WAITERS: u64 = 10_000;
 

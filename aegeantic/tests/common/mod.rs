@@ -1,11 +1,17 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aegeantic::resilience::{RateLimitConfig, RateLimiter, RetryConfig};
 use futures::stream::{self, BoxStream, StreamExt};
+use pin_project_lite::pin_project;
 
 /// A transient error, retried by `RetryOn::transient()`.
 pub fn reset() -> io::Error {
@@ -51,4 +57,23 @@ pub fn limiter(per_second: f64, burst: u32) -> RateLimiter {
         ..RateLimitConfig::default()
     })
     .unwrap()
+}
+
+pin_project! {
+    /// Counts how often the wrapped future is polled: polls after the first are wake-ups.
+    pub struct CountPolls<F> {
+        #[pin]
+        pub inner: F,
+        pub polls: Arc<AtomicU64>,
+    }
+}
+
+impl<F: Future> Future for CountPolls<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        this.polls.fetch_add(1, Ordering::Relaxed);
+        this.inner.poll(cx)
+    }
 }
