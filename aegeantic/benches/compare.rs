@@ -94,12 +94,8 @@ fn main() {
     if run.wants("allocs") {
         allocs::all();
     }
-    if run.wants("waiting") {
-        waiting::all(run.real_time(Duration::from_secs(5)));
-    }
-    if run.wants("accuracy") {
-        accuracy::all(run.real_time(Duration::from_secs(10)));
-    }
+    waiting::all(&run, run.real_time(Duration::from_secs(5)));
+    accuracy::all(&run, run.real_time(Duration::from_secs(10)));
     table::print(run.benchmarking);
 }
 

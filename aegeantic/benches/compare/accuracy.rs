@@ -10,17 +10,21 @@ use aegeantic::resilience::{RateLimitConfig, RateLimiter};
 use governor::{Quota, RateLimiter as Governor};
 
 use crate::record::put;
+use crate::Run;
 
 const PER_SECOND: u32 = 100;
 const INTERVAL: Duration = Duration::from_millis(10);
 
 /// Awaits `acquire()` in a loop for `duration`; the k-th grant's ideal instant is the first
 /// grant's plus k intervals. Records p50, p99 and max of |actual - ideal| in microseconds.
-fn run<F, Fut>(name: &str, duration: Duration, setup: impl FnOnce() -> F)
+fn measure<F, Fut>(run: &Run, name: &str, duration: Duration, setup: impl FnOnce() -> F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = ()>,
 {
+    if !run.wants(&format!("accuracy/{name}")) {
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -57,8 +61,8 @@ where
     put(&format!("accuracy/{name}/p99_us"), p99);
 }
 
-pub fn all(duration: Duration) {
-    run("ours", duration, || {
+pub fn all(run: &Run, duration: Duration) {
+    measure(run, "ours", duration, || {
         let limiter = RateLimiter::new(RateLimitConfig {
             requests_per_second: Some(f64::from(PER_SECOND)),
             burst_size: 1,
@@ -72,7 +76,7 @@ pub fn all(duration: Duration) {
             }
         }
     });
-    run("governor", duration, || {
+    measure(run, "governor", duration, || {
         let limiter = Arc::new(Governor::direct(
             Quota::per_second(NonZeroU32::new(PER_SECOND).unwrap()).allow_burst(NonZeroU32::MIN),
         ));
@@ -81,7 +85,7 @@ pub fn all(duration: Duration) {
             async move { limiter.until_ready().await }
         }
     });
-    run("leaky_bucket", duration, || {
+    measure(run, "leaky_bucket", duration, || {
         let limiter = Arc::new(
             leaky_bucket::RateLimiter::builder()
                 .max(1)

@@ -15,6 +15,7 @@ use governor::{Quota, RateLimiter as Governor};
 use pin_project_lite::pin_project;
 
 use crate::record::put;
+use crate::Run;
 
 pub const WAITERS: u64 = 10_000;
 const PER_SECOND: u32 = 1_000;
@@ -52,11 +53,14 @@ pub fn process_cpu_ns() -> u64 {
 
 /// Queues [`WAITERS`] tasks at once, each making one request through `acquire`, lets them
 /// run for `duration` of real time and records CPU and wake-ups per admission as `name`.
-fn run<F, Fut>(name: &str, duration: Duration, setup: impl FnOnce() -> F)
+fn measure<F, Fut>(run: &Run, name: &str, duration: Duration, setup: impl FnOnce() -> F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    if !run.wants(&format!("waiting/{name}")) {
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -109,8 +113,8 @@ where
     put(&format!("waiting/{name}/admitted"), admitted as f64);
 }
 
-pub fn all(duration: Duration) {
-    run("ours", duration, || {
+pub fn all(run: &Run, duration: Duration) {
+    measure(run, "ours", duration, || {
         let limiter = RateLimiter::new(RateLimitConfig {
             requests_per_second: Some(f64::from(PER_SECOND)),
             burst_size: 1,
@@ -132,7 +136,7 @@ pub fn all(duration: Duration) {
             }
         }
     });
-    run("governor", duration, || {
+    measure(run, "governor", duration, || {
         // `per_second` alone would also allow a burst of 1,000.
         let quota =
             Quota::per_second(NonZeroU32::new(PER_SECOND).unwrap()).allow_burst(NonZeroU32::MIN);
@@ -143,7 +147,7 @@ pub fn all(duration: Duration) {
             async move { limiter.until_ready().await }
         }
     });
-    run("leaky_bucket", duration, || {
+    measure(run, "leaky_bucket", duration, || {
         let limiter = Arc::new(
             leaky_bucket::RateLimiter::builder()
                 .max(1)
