@@ -179,9 +179,8 @@ impl Acquisition {
         let tokens = self.tokens;
         limiter.check(tokens)?;
         let now = limiter.now();
-        let granted = |tat| granted_now(limiter, tokens, tat, now);
-        match limiter.try_take(tokens, now, granted) {
-            Some(acquired) => Poll::Ready(Ok(acquired)),
+        match limiter.try_take(tokens, now) {
+            Some(tat) => Poll::Ready(Ok(granted_now(limiter, tokens, tat, now))),
             None => self.queue(limiter, operation_name, now, cx),
         }
     }

@@ -238,7 +238,7 @@ impl RateLimiter {
 
     #[inline]
     fn try_take_now(&self, tokens: u32) -> bool {
-        self.try_take(tokens, self.now(), |_| ()).is_some()
+        self.try_take(tokens, self.now()).is_some()
     }
 
     fn check(&self, tokens: u32) -> Result<(), RateLimitError> {
@@ -267,14 +267,11 @@ impl RateLimiter {
         self.shared.gcra.tokens(tat, now).max(0.0)
     }
 
-    /// The lock-free grant: takes the tokens if they are there at `now` and returns
-    /// `outcome` of the new `tat`. Relaxed ordering suffices: `tat` publishes no other
-    /// memory, and every update is a read-modify-write of this one atomic.
-    ///
-    /// `outcome` runs before the exchange, so that its work overlaps the clock read instead
-    /// of waiting behind the locked instruction; a lost race recomputes it.
+    /// The lock-free grant: takes the tokens if they are there at `now`, returning the new
+    /// `tat`. Relaxed ordering suffices: `tat` publishes no other memory, and every update
+    /// is a read-modify-write of this one atomic.
     #[inline]
-    fn try_take<R>(&self, tokens: u32, now: u64, outcome: impl Fn(u64) -> R) -> Option<R> {
+    fn try_take(&self, tokens: u32, now: u64) -> Option<u64> {
         let tat = &self.shared.tat.0;
         let mut current = tat.load(Ordering::Relaxed);
         loop {
@@ -282,14 +279,13 @@ impl RateLimiter {
             if booking.admit_at > now {
                 return None;
             }
-            let result = outcome(booking.tat);
             match tat.compare_exchange_weak(
                 current,
                 booking.tat,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(result),
+                Ok(_) => return Some(booking.tat),
                 Err(actual) => current = actual,
             }
         }
