@@ -10,18 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aegeantic::resilience::RateLimiter;
-use common::limiter;
+use common::{limiter, paused};
 use proptest::prelude::*;
 use tokio::time::Instant;
-
-fn paused<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(future)
-}
 
 fn per_token(ms: u64) -> f64 {
     1000.0 / ms as f64

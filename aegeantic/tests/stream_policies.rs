@@ -111,16 +111,8 @@ fn counting(
 
 mod properties {
     use super::*;
+    use common::paused;
     use proptest::prelude::*;
-
-    fn paused<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap()
-            .block_on(future)
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]

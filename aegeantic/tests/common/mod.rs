@@ -77,3 +77,14 @@ impl<F: Future> Future for CountPolls<F> {
         this.inner.poll(cx)
     }
 }
+
+/// Runs `future` to completion on a fresh current-thread runtime with a paused clock, for
+/// property tests, which cannot be `#[tokio::test]`s.
+pub fn paused<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(future)
+}
