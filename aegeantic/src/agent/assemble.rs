@@ -33,6 +33,7 @@ impl Assembly {
             }
             LlmChunk::Usage(usage) => self.usage = Some(*usage),
             LlmChunk::Finish(reason) => self.finish = Some(reason.clone()),
+            LlmChunk::Quota(_) => {}
         }
     }
 

@@ -6,6 +6,7 @@
 //! | `error`      | [`LlmError`]                                                     |
 //! | `classify`   | which errors are transient: [`classify`], [`llm_retry_on`]       |
 //! | `provider`   | the [`LlmProvider`] trait and the [`GenerateAdapter`]            |
+//! | `quota`      | the server's rate-limit headers: [`Quota`]                       |
 //! | `resilient`  | [`ResilientProvider`]: retry and rate limiting with events       |
 //! | `sse`        | a small server-sent-events parser                               |
 //! | `openai`     | [`OpenAiCompatible`] (feature `openai`)                          |
@@ -13,6 +14,7 @@
 mod classify;
 mod error;
 mod provider;
+mod quota;
 mod resilient;
 pub mod sse;
 mod types;
@@ -23,6 +25,7 @@ mod openai;
 pub use classify::{classify, classify_status, llm_retry_on};
 pub use error::LlmError;
 pub use provider::{GenerateAdapter, LlmEventStream, LlmProvider, LlmStream};
+pub use quota::{parse_reset, Quota, QuotaWindow};
 pub use resilient::ResilientProvider;
 pub use types::{
     FinishReason, LlmChunk, LlmRequest, Message, Role, ToolCall, ToolCallDelta, ToolSpec, Usage,

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use super::sse::{SseEvent, SseParser};
 use super::{
-    FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, LlmStream, Message, Role,
-    ToolCallDelta, Usage,
+    parse_reset, FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, LlmStream, Message,
+    Quota, QuotaWindow, Role, ToolCallDelta, Usage,
 };
 
 /// An API key. It has no `Display`, its `Debug` prints `ApiKey(<redacted>)`, and
@@ -176,6 +176,10 @@ impl LlmProvider for OpenAiCompatible {
                     .unwrap_or_default();
                 yield Err(http_error(status.as_u16(), &headers, &text, &redactor));
                 return;
+            }
+            let quota = quota(response.headers());
+            if !quota.is_empty() {
+                yield Ok(LlmChunk::Quota(quota));
             }
             let mut body = response.bytes_stream();
             let mut parser = SseParser::new();
@@ -345,6 +349,23 @@ fn http_error(status: u16, headers: &HeaderMap, body: &str, redactor: &Redactor)
         server_delay: server_delay(headers, SystemTime::now()),
         in_stream: false,
     }
+}
+
+/// The `x-ratelimit-*` headers of a response.
+fn quota(headers: &HeaderMap) -> Quota {
+    let window = |kind: &str| {
+        let number = |name: &str| {
+            header(headers, &format!("x-ratelimit-{name}-{kind}"))?
+                .parse()
+                .ok()
+        };
+        Some(QuotaWindow {
+            limit: number("limit"),
+            remaining: number("remaining")?,
+            reset: header(headers, &format!("x-ratelimit-reset-{kind}")).and_then(parse_reset),
+        })
+    };
+    Quota::new(window("requests"), window("tokens"))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

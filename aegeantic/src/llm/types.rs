@@ -2,6 +2,8 @@
 
 use serde_json::Value;
 
+use super::Quota;
+
 /// Who wrote a [`Message`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -187,4 +189,6 @@ pub enum LlmChunk {
     Usage(Usage),
     /// The model finished, for this reason.
     Finish(FinishReason),
+    /// The server's rate-limit headers, first in a stream whose response carried them.
+    Quota(Quota),
 }
