@@ -334,3 +334,36 @@ async fn drain_empties_the_shared_bucket_for_every_process() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(theirs.try_acquire(1).await.unwrap(), "and refilling");
 }
+
+/// A slow rate (one token in 1000 s) so that refill during the test cannot blur the counts.
+#[tokio::test]
+async fn reservations_settle_and_caps_apply_in_the_shared_bucket() {
+    let server = RedisServer::start();
+    let slow = config(0.001, 100);
+    let ours = RateLimiter::redis(&server.url(), "tpm", slow.clone()).unwrap();
+    let theirs = RateLimiter::redis(&server.url(), "tpm", slow).unwrap();
+
+    let reservation = ours.reserve(80, "llm").await.unwrap();
+    assert!(!theirs.try_acquire(21).await.unwrap(), "80 of 100 reserved");
+    reservation.settle(30).await.unwrap();
+    assert!(theirs.try_acquire(70).await.unwrap(), "50 came back");
+    assert!(!theirs.try_acquire(1).await.unwrap());
+
+    let fresh = RateLimiter::redis(&server.url(), "capped", config(0.001, 100)).unwrap();
+    fresh.cap_available(10).await.unwrap();
+    assert!(!fresh.try_acquire(11).await.unwrap(), "capped at 10");
+    assert!(fresh.try_acquire(10).await.unwrap());
+
+    let debt = RateLimiter::redis(&server.url(), "debt", config(10.0, 10)).unwrap();
+    debt.reserve(10, "llm")
+        .await
+        .unwrap()
+        .settle(15)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    debt.acquire(1, "after").await.unwrap();
+    let waited = started.elapsed();
+    // 5 owed plus 1: 0.6 s at 10 per second.
+    assert!(waited >= Duration::from_millis(550), "{waited:?}");
+}

@@ -2,10 +2,11 @@
 //!
 //! The split follows the concerns: `config.rs` says what a limit means, `gcra.rs` holds the
 //! arithmetic, `clock.rs` the time it runs on, `waiters.rs` the queue of sleeping requests,
-//! `acquire.rs` the future that waits, and `redis/` the backend that keeps the bucket in
-//! Redis. This file ties them together and shares them between clones.
+//! `acquire.rs` the future that waits, `adjust.rs` reservations, refunds and corrections,
+//! and `redis/` the backend that keeps the bucket in Redis. This file ties them together and shares them between clones.
 
 mod acquire;
+mod adjust;
 mod clock;
 mod config;
 mod gcra;
@@ -19,6 +20,7 @@ mod waiters;
 pub use self::redis::{FailurePolicy, RedisOptions};
 pub(crate) use acquire::Acquisition;
 pub use acquire::{Acquire, Acquired, Fallback};
+pub use adjust::Reservation;
 pub use config::RateLimitConfig;
 
 use std::fmt;
@@ -227,13 +229,7 @@ impl RateLimiter {
     /// With Redis, [`RateLimitError::Backend`] when Redis cannot be reached; the
     /// in-process bucket is drained all the same.
     pub async fn drain(&self) -> Result<(), RateLimitError> {
-        let full_again = self.now() + self.shared.gcra.tolerance();
-        self.shared.tat.0.fetch_max(full_again, Ordering::Relaxed);
-        #[cfg(feature = "redis")]
-        if let Some(redis) = &self.shared.redis {
-            return redis.drain().await;
-        }
-        Ok(())
+        self.cap_available(0).await
     }
 
     #[inline]

@@ -74,6 +74,17 @@ impl Waiters {
         } else {
             0
         };
+        self.move_up(index, shift);
+        shift
+    }
+
+    /// Moves every waiter `shift` nanoseconds earlier: tokens came back to the bucket.
+    pub(crate) fn advance(&mut self, shift: u64) {
+        self.move_up(0, shift);
+    }
+
+    /// Moves the waiters from `index` on `shift` earlier and wakes the first of them.
+    fn move_up(&mut self, index: usize, shift: u64) {
         if shift > 0 {
             for behind in self.queue.range_mut(index..) {
                 behind.admit_at = behind.admit_at.saturating_sub(shift);
@@ -81,7 +92,6 @@ impl Waiters {
             }
         }
         self.wake_if_moved(index);
-        shift
     }
 
     /// Wakes the waiter now at `index`, the one directly behind a waiter that left, if its

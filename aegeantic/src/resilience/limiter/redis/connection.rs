@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 use crate::resilience::ConfigError;
 
 static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("gcra.lua")));
-static DRAIN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("drain.lua")));
+static ADJUST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("adjust.lua")));
 
 /// What the script answered.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -94,11 +94,18 @@ impl Connection {
             .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
     }
 
-    /// Runs the drain script: every window empty as of the server's now.
-    pub(crate) async fn drain(&self, windows: &[(u64, u64)]) -> Result<(), RedisError> {
+    /// Runs the adjust script: `operation` of `tokens` on every window, as of the server's
+    /// now.
+    pub(crate) async fn adjust(
+        &self,
+        operation: &str,
+        tokens: u64,
+        windows: &[(u64, u64)],
+    ) -> Result<(), RedisError> {
         let call = async {
             let mut manager = self.manager().await?;
-            let mut invocation = DRAIN.key(&self.key);
+            let mut invocation = ADJUST.key(&self.key);
+            invocation.arg(operation).arg(tokens);
             for &(interval, tolerance) in windows {
                 invocation.arg(interval).arg(tolerance);
             }

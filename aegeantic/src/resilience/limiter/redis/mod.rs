@@ -95,6 +95,17 @@ pub(crate) enum Remote<T> {
     Fallback(Fallback),
 }
 
+/// A change to the shared bucket outside admission.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Adjust {
+    /// At most this many tokens left.
+    Cap(u32),
+    /// Tokens handed back.
+    Refund(u64),
+    /// Tokens taken without waiting.
+    Charge(u64),
+}
+
 /// The state behind a Redis-backed [`RateLimiter`].
 pub(crate) struct RedisBackend {
     connection: Connection,
@@ -174,18 +185,26 @@ impl RedisBackend {
         }
     }
 
-    /// Empties the shared bucket.
-    pub(crate) async fn drain(&self) -> Result<(), RateLimitError> {
+    /// Changes the shared bucket outside admission (see `adjust.rs`).
+    pub(crate) async fn adjust(&self, adjust: Adjust) -> Result<(), RateLimitError> {
+        let (operation, tokens) = match adjust {
+            Adjust::Cap(tokens) => ("cap", u64::from(tokens)),
+            Adjust::Refund(tokens) => ("refund", tokens),
+            Adjust::Charge(tokens) => ("charge", tokens),
+        };
         self.connection
-            .drain(&self.windows)
+            .adjust(operation, tokens, &self.windows)
             .await
             .map_err(|error| RateLimitError::Backend {
                 message: self.connection.describe(&error),
             })?;
-        *self
-            .last_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = (0.0, Instant::now());
+        if let Adjust::Cap(tokens) = adjust {
+            let estimate = f64::from(tokens).min(self.tokens_available());
+            *self
+                .last_seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = (estimate, Instant::now());
+        }
         Ok(())
     }
 

@@ -1,0 +1,166 @@
+//! Changing a bucket after the fact: reservations settled against what was really used, and
+//! corrections from an upstream that knows its own quota better.
+//!
+//! A token-per-minute limit cannot know a request's cost up front: the answer's length is
+//! known only at its end. So the caller reserves a bound, then settles: tokens not used go
+//! back, tokens used beyond the reservation are charged on top, into debt if need be.
+//!
+//! In GCRA terms (see `gcra.rs`), with `T` nanoseconds per token:
+//! * a refund of `n` moves `tat` back by `n·T`, but never below `now` (a bucket holds at most
+//!   its burst) and never back at all when it is already there. Requests queued behind it
+//!   move up by the same amount, exactly as when a waiter ahead of them gives up.
+//! * a charge of `n` moves `tat` to `max(tat, now) + n·T` whatever that does to the bucket:
+//!   the tokens were spent upstream already. Queued requests keep their instants.
+//! * a cap of `n` moves `tat` forward to at least `now + τ - n·T`, so that at most `n`
+//!   tokens are left; a cap of zero is [`drain`](RateLimiter::drain).
+//!
+//! A refund never returns more than its reservation took, so refunds keep the bound
+//! `burst + rate·D` on what is *charged* over any span `D`.
+
+use std::sync::atomic::Ordering;
+
+use super::{Acquired, RateLimiter};
+use crate::resilience::RateLimitError;
+
+/// Tokens taken by [`RateLimiter::reserve`], to be settled against what was used.
+///
+/// Dropping it unsettled keeps every reserved token spent: a request that failed may still
+/// have been counted upstream.
+#[derive(Debug)]
+#[must_use = "a reservation that is not settled keeps all its tokens spent"]
+pub struct Reservation {
+    limiter: RateLimiter,
+    acquired: Acquired,
+}
+
+impl Reservation {
+    /// The grant: tokens reserved, how long it waited, what was left.
+    pub fn acquired(&self) -> &Acquired {
+        &self.acquired
+    }
+
+    /// Tokens reserved.
+    pub fn tokens(&self) -> u32 {
+        self.acquired.tokens
+    }
+
+    /// Settles at `used` tokens: refunds the part of the reservation not used, or charges
+    /// what was used beyond it (without waiting; later requests wait instead).
+    ///
+    /// # Errors
+    /// With Redis, [`RateLimitError::Backend`] when Redis cannot be reached; the tokens
+    /// then stay as reserved.
+    pub async fn settle(self, used: u64) -> Result<(), RateLimitError> {
+        let reserved = u64::from(self.acquired.tokens);
+        if used < reserved {
+            self.limiter.refund(reserved - used).await
+        } else {
+            self.limiter.charge(used - reserved).await
+        }
+    }
+}
+
+impl RateLimiter {
+    /// Waits for `tokens` like [`acquire`](RateLimiter::acquire), as a reservation to
+    /// [`settle`](Reservation::settle) once the real cost is known.
+    ///
+    /// ```
+    /// use aegeantic::resilience::{RateLimitConfig, RateLimiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let tokens_per_minute = RateLimiter::new(RateLimitConfig {
+    ///     requests_per_minute: Some(10_000.0),
+    ///     burst_size: 10_000,
+    ///     ..RateLimitConfig::default()
+    /// })?;
+    ///
+    /// // Room for a 500-token prompt and at most 1,000 tokens of answer.
+    /// let reservation = tokens_per_minute.reserve(1_500, "llm").await?;
+    /// assert!(tokens_per_minute.tokens_available() < 8_501.0);
+    /// // The answer took 300 tokens: 1,200 go back.
+    /// reservation.settle(800).await?;
+    /// assert!(tokens_per_minute.tokens_available() >= 9_200.0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`acquire`](RateLimiter::acquire).
+    pub async fn reserve(
+        &self,
+        tokens: u32,
+        operation_name: &str,
+    ) -> Result<Reservation, RateLimitError> {
+        let acquired = self.acquire(tokens, operation_name).await?;
+        Ok(Reservation {
+            limiter: self.clone(),
+            acquired,
+        })
+    }
+
+    /// Lowers the tokens available to at most `tokens`, for every holder of the limiter
+    /// (and, with Redis, every process); a bucket holding fewer is left alone. Use it when
+    /// the upstream reports what is left of a quota that others share.
+    ///
+    /// # Errors
+    /// With Redis, [`RateLimitError::Backend`] when Redis cannot be reached; the
+    /// in-process bucket is lowered all the same.
+    pub async fn cap_available(&self, tokens: u32) -> Result<(), RateLimitError> {
+        let gcra = &self.shared.gcra;
+        let headroom = u64::from(tokens.min(gcra.burst())) * gcra.interval();
+        let floor = self.now() + gcra.tolerance() - headroom;
+        self.shared.tat.0.fetch_max(floor, Ordering::Relaxed);
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.shared.redis {
+            return redis.adjust(super::redis::Adjust::Cap(tokens)).await;
+        }
+        Ok(())
+    }
+
+    async fn refund(&self, tokens: u64) -> Result<(), RateLimitError> {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.shared.redis {
+            return redis.adjust(super::redis::Adjust::Refund(tokens)).await;
+        }
+        let back = tokens.saturating_mul(self.shared.gcra.interval());
+        let now = self.now();
+        // Under the queue lock, so that no request books between the move of `tat` and
+        // that of the waiters.
+        let mut waiters = self.waiters();
+        let tat = &self.shared.tat.0;
+        let mut current = tat.load(Ordering::Relaxed);
+        loop {
+            let refunded = current.saturating_sub(back).max(now.min(current));
+            match tat.compare_exchange_weak(current, refunded, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    waiters.advance(current - refunded);
+                    return Ok(());
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    async fn charge(&self, tokens: u64) -> Result<(), RateLimitError> {
+        if tokens == 0 {
+            return Ok(());
+        }
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.shared.redis {
+            return redis.adjust(super::redis::Adjust::Charge(tokens)).await;
+        }
+        let cost = tokens.saturating_mul(self.shared.gcra.interval());
+        let now = self.now();
+        // The closure always returns `Some`, so the update cannot fail.
+        let _ = self
+            .shared
+            .tat
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
+                Some(tat.max(now).saturating_add(cost))
+            });
+        Ok(())
+    }
+}
