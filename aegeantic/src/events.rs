@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::resilience::{CircuitState, Fallback, TimeoutKind};
+use crate::resilience::{Acquired, CircuitState, Fallback, TimeoutKind};
 
 /// What kind of operation a wrapped stream performs.
 ///
@@ -111,6 +111,33 @@ pub struct RetryEvent {
     pub timestamp: f64,
 }
 
+impl RateLimitEvent {
+    /// The event of `acquired`, made now.
+    pub(crate) fn granted(operation_name: Arc<str>, acquired: &Acquired) -> Self {
+        let now = unix_now();
+        let event = RateLimitEvent {
+            operation_name,
+            tokens: acquired.tokens,
+            acquired_at: now,
+            tokens_remaining: acquired.tokens_remaining,
+            waited: acquired.waited,
+            fallback: acquired.fallback,
+            step_id: None,
+            timestamp: now,
+        };
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            operation_name = &*event.operation_name,
+            tokens = event.tokens,
+            tokens_remaining = event.tokens_remaining,
+            waited_ms = event.waited.as_secs_f64() * 1e3,
+            fallback = ?event.fallback,
+            "rate limit: acquired"
+        );
+        event
+    }
+}
+
 impl RetryEvent {
     /// The delay before the next attempt.
     pub fn next_delay(&self) -> Duration {
@@ -125,6 +152,9 @@ impl RetryEvent {
 pub struct RateLimitEvent {
     /// The caller's name for the operation.
     pub operation_name: Arc<str>,
+    /// Tokens taken.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub tokens: u32,
     /// When the tokens were granted, in Unix seconds.
     pub acquired_at: f64,
     /// Tokens left in the bucket right after the grant (tokens promised to queued waiters

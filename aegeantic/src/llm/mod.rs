@@ -8,6 +8,7 @@
 //! | `provider`   | the [`LlmProvider`] trait and the [`GenerateAdapter`]            |
 //! | `quota`      | the server's rate-limit headers: [`Quota`]                       |
 //! | `resilient`  | [`ResilientProvider`]: retry and rate limiting with events       |
+//! | `tokens`     | tokens-per-minute reservations and quota corrections            |
 //! | `sse`        | a small server-sent-events parser                               |
 //! | `openai`     | [`OpenAiCompatible`] (feature `openai`)                          |
 
@@ -17,6 +18,7 @@ mod provider;
 mod quota;
 mod resilient;
 pub mod sse;
+mod tokens;
 mod types;
 
 #[cfg(feature = "openai")]
@@ -27,6 +29,7 @@ pub use error::LlmError;
 pub use provider::{GenerateAdapter, LlmEventStream, LlmProvider, LlmStream};
 pub use quota::{parse_reset, Quota, QuotaWindow};
 pub use resilient::ResilientProvider;
+pub use tokens::estimate_prompt;
 pub use types::{
     FinishReason, LlmChunk, LlmRequest, Message, Role, ToolCall, ToolCallDelta, ToolSpec, Usage,
 };

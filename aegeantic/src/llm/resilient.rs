@@ -4,13 +4,23 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 
+use super::tokens::{metered, Buckets, TokenBudget};
 use super::{LlmError, LlmEventStream, LlmProvider, LlmRequest, LlmStream};
 use crate::resilience::{resilient_stream, RateLimiter, ResilienceError, RetryConfig};
 
+/// What a token reservation assumes for the answer of a request without `max_tokens`.
+const DEFAULT_OUTPUT_TOKENS: u32 = 1024;
+
 /// A provider whose calls are retried and rate limited, with the events inline.
 ///
-/// Each attempt takes a limiter token, then opens a fresh call to the inner provider. Use
-/// [`llm_retry_on`](super::llm_retry_on) in the [`RetryConfig`] so that 429s and 5xx are
+/// Each attempt takes a token from the request limiter and, with a
+/// [`token_limiter`](ResilientProvider::token_limiter), reserves its estimated size in
+/// tokens, then opens a fresh call to the inner provider. The reservation is settled from
+/// the usage the answer reports. Rate-limit headers the server sends ([`Quota`](super::Quota)
+/// chunks) lower both local buckets to what the server says is left, so a quota shared with
+/// other clients is respected before the first 429.
+///
+/// Use [`llm_retry_on`](super::llm_retry_on) in the [`RetryConfig`] so that 429s and 5xx are
 /// retried, not only transport errors.
 ///
 /// A retried attempt starts the answer from the beginning; the
@@ -19,7 +29,7 @@ use crate::resilience::{resilient_stream, RateLimiter, ResilienceError, RetryCon
 pub struct ResilientProvider<P> {
     inner: Arc<P>,
     retry: Option<RetryConfig>,
-    limiter: Option<RateLimiter>,
+    buckets: Buckets,
     name: Arc<str>,
 }
 
@@ -29,7 +39,7 @@ impl<P: LlmProvider + 'static> ResilientProvider<P> {
         ResilientProvider {
             inner: Arc::new(provider),
             retry: None,
-            limiter: None,
+            buckets: Buckets::default(),
             name: "llm".into(),
         }
     }
@@ -45,7 +55,24 @@ impl<P: LlmProvider + 'static> ResilientProvider<P> {
     /// their bucket, so pass clones to share a budget between providers.
     #[must_use]
     pub fn rate_limiter(mut self, limiter: RateLimiter) -> Self {
-        self.limiter = Some(limiter);
+        self.buckets.requests = Some(limiter);
+        self
+    }
+
+    /// Limits model tokens with `limiter` (e.g. 90,000 per minute, burst 90,000): each
+    /// attempt reserves its prompt estimate (a character count / 4) plus its
+    /// `max_tokens`, or 1024 when the request sets none, and settles at the reported
+    /// usage. Its grants appear as [`RateLimitEvent`](crate::events::RateLimitEvent)s named
+    /// `"<name>.tokens"`.
+    ///
+    /// A request whose reservation exceeds the bucket's burst fails with
+    /// [`RateLimitError::InsufficientCapacity`](crate::resilience::RateLimitError).
+    #[must_use]
+    pub fn token_limiter(mut self, limiter: RateLimiter) -> Self {
+        self.buckets.tokens = Some(TokenBudget {
+            limiter,
+            default_output: DEFAULT_OUTPUT_TOKENS,
+        });
         self
     }
 
@@ -76,13 +103,19 @@ impl<P: LlmProvider + 'static> LlmProvider for ResilientProvider<P> {
 
     fn stream_events(&self, request: &LlmRequest) -> LlmEventStream {
         let inner = Arc::clone(&self.inner);
+        let reserve = self
+            .buckets
+            .tokens
+            .as_ref()
+            .map_or(0, |budget| budget.reservation(request));
         let request = request.clone();
-        Box::pin(resilient_stream(
+        let calls = Box::pin(resilient_stream(
             move || inner.stream(&request),
             self.retry.clone(),
-            self.limiter.clone(),
+            self.buckets.requests.clone(),
             self.name.clone(),
             "llm",
-        ))
+        ));
+        metered(calls, self.buckets.clone(), reserve, self.name.clone())
     }
 }

@@ -52,6 +52,8 @@ pub enum StreamEnd {
 pub enum Reply {
     /// `200` with an SSE body.
     Stream {
+        /// Extra headers, such as `x-ratelimit-remaining-tokens`.
+        headers: Vec<(String, String)>,
         /// The events.
         chunks: Vec<SseChunk>,
         /// How the body ends.
@@ -83,6 +85,7 @@ impl Reply {
             .collect();
         chunks.extend(finish("stop"));
         Reply::Stream {
+            headers: Vec::new(),
             chunks,
             end: StreamEnd::Done,
         }
@@ -107,6 +110,7 @@ impl Reply {
         }));
         chunks.extend(finish("tool_calls"));
         Reply::Stream {
+            headers: Vec::new(),
             chunks,
             end: StreamEnd::Done,
         }
@@ -117,14 +121,48 @@ impl Reply {
     #[must_use]
     pub fn ending(self, end: StreamEnd) -> Self {
         match self {
-            Reply::Stream { mut chunks, .. } => {
+            Reply::Stream {
+                headers,
+                mut chunks,
+                ..
+            } => {
                 if !matches!(end, StreamEnd::Done | StreamEnd::MissingDone) {
                     chunks.truncate(chunks.len().saturating_sub(2));
                 }
-                Reply::Stream { chunks, end }
+                Reply::Stream {
+                    headers,
+                    chunks,
+                    end,
+                }
             }
             other => other,
         }
+    }
+
+    /// The same reply with `name: value` among its headers.
+    #[must_use]
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match &mut self {
+            Reply::Stream { headers, .. } | Reply::Status { headers, .. } => {
+                headers.push((name.into(), value.into()));
+            }
+            Reply::Reset => {}
+        }
+        self
+    }
+
+    /// The same streamed reply reporting `prompt` and `completion` tokens in its usage
+    /// event (10 and 5 unless set).
+    #[must_use]
+    pub fn usage(mut self, prompt: u64, completion: u64) -> Self {
+        if let Reply::Stream { chunks, .. } = &mut self {
+            for chunk in chunks.iter_mut() {
+                if chunk.data.get("usage").is_some() {
+                    chunk.data["usage"] = usage_json(prompt, completion);
+                }
+            }
+        }
+        self
     }
 
     /// `429` with `retry-after: <retry_after>` and an OpenAI-style error body.
@@ -163,9 +201,14 @@ fn finish(reason: &str) -> [SseChunk; 2] {
         SseChunk {
             gap: Duration::ZERO,
             data: json!({ "id": "chatcmpl-fault", "choices": [],
-                "usage": { "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15 } }),
+                "usage": usage_json(10, 5) }),
         },
     ]
+}
+
+fn usage_json(prompt: u64, completion: u64) -> Value {
+    json!({ "prompt_tokens": prompt, "completion_tokens": completion,
+        "total_tokens": prompt + completion })
 }
 
 fn error_body(message: &str, code: &str) -> String {
@@ -305,22 +348,14 @@ async fn handle(
             headers,
             body,
         }) => {
-            let mut response = (
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                body,
-            )
-                .into_response();
-            for (name, value) in headers {
-                if let (Ok(name), Ok(value)) = (
-                    HeaderName::try_from(name.as_str()),
-                    HeaderValue::try_from(value.as_str()),
-                ) {
-                    response.headers_mut().insert(name, value);
-                }
-            }
-            response
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            with_headers((status, body).into_response(), headers)
         }
-        Some(Reply::Stream { chunks, end }) => {
+        Some(Reply::Stream {
+            headers,
+            chunks,
+            end,
+        }) => {
             let body = async_stream::stream! {
                 for chunk in chunks {
                     if !chunk.gap.is_zero() {
@@ -344,14 +379,29 @@ async fn handle(
                     }
                 }
             };
-            (
+            let response = (
                 [
                     ("content-type", "text/event-stream"),
                     ("cache-control", "no-cache"),
                 ],
                 Body::from_stream(body),
             )
-                .into_response()
+                .into_response();
+            with_headers(response, headers)
         }
     }
+}
+
+/// Adds a scripted reply's extra headers; names or values that are not valid HTTP are
+/// skipped.
+fn with_headers(mut response: Response, headers: Vec<(String, String)>) -> Response {
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }

@@ -56,25 +56,10 @@ impl Labels {
     }
 
     pub(super) fn rate_limit(&self, acquired: Acquired) -> RateLimitEvent {
-        let now = unix_now();
-        let event = RateLimitEvent {
-            operation_name: self.operation_name.clone(),
-            acquired_at: now,
-            tokens_remaining: acquired.tokens_remaining,
-            waited: acquired.waited,
-            fallback: acquired.fallback,
+        RateLimitEvent {
             step_id: self.step_id.clone(),
-            timestamp: now,
-        };
-        #[cfg(feature = "tracing")]
-        tracing::debug!(
-            operation_name = &*event.operation_name,
-            tokens_remaining = event.tokens_remaining,
-            waited_ms = event.waited.as_secs_f64() * 1e3,
-            fallback = ?event.fallback,
-            "rate limit: acquired"
-        );
-        event
+            ..RateLimitEvent::granted(self.operation_name.clone(), &acquired)
+        }
     }
 
     pub(super) fn circuit(&self, transition: Transition) -> CircuitEvent {
