@@ -1,13 +1,15 @@
 //! An agent step that calls a tool through injected faults, with every event printed live.
 //!
 //! ```text
-//! cargo run --example agent_demo --features macros,openai,fault-server
-//! OPENAI_API_KEY=... cargo run --example agent_demo --features macros,openai,fault-server -- \
+//! cargo run --example agent_demo --features demo
+//! OPENAI_API_KEY=... cargo run --example agent_demo --features demo -- \
 //!     --base-url https://api.openai.com/v1 --model gpt-4o-mini
 //! ```
 //!
 //! Without arguments it starts the in-process fault server, which answers the first model
-//! call with a 429, cuts the second mid-stream, then streams the tool call and the answer.
+//! call with a 429, cuts the second mid-stream, then streams the tool call and the answer,
+//! with OpenAI's rate-limit headers. The demo then talks to it exactly as it would to the
+//! `--base-url` given.
 
 use std::error::Error;
 use std::io::{IsTerminal, Write};
@@ -15,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aegeantic::agent::{Agent, AgentConfig, AgentEvent, AgentRunner, Tool, ToolError};
-use aegeantic::llm::{llm_retry_on, LlmChunk, OpenAiCompatible, OpenAiConfig, ResilientProvider};
+use aegeantic::llm::{
+    llm_retry_on, LlmChunk, OpenAiCompatible, OpenAiConfig, QuotaWindow, ResilientProvider,
+};
 use aegeantic::resilience::{RateLimitConfig, RateLimiter, ResilienceMonitor, RetryConfig};
 use aegeantic::testing::{FaultServer, Reply, StreamEnd};
 use aegeantic::tool;
@@ -70,6 +74,41 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// The scripted upstream: a 429, a tool call cut mid-stream, the tool call again, the
+/// answer; every streamed reply with OpenAI's rate-limit headers.
+async fn fault_server() -> std::io::Result<FaultServer> {
+    let gap = Duration::from_millis(60);
+    let args_json = ["{\"ci", "ty\": \"Lis", "bon\"}"];
+    let quota = |reply: Reply, requests: &str, tokens: &str| {
+        reply
+            .header("x-ratelimit-limit-requests", "500")
+            .header("x-ratelimit-remaining-requests", requests)
+            .header("x-ratelimit-reset-requests", "120ms")
+            .header("x-ratelimit-limit-tokens", "30000")
+            .header("x-ratelimit-remaining-tokens", tokens)
+            .header("x-ratelimit-reset-tokens", "4.2s")
+    };
+    FaultServer::start([
+        Reply::rate_limited("1"),
+        quota(
+            Reply::tool_call("call_1", "get_weather", &args_json, gap).ending(StreamEnd::Cut),
+            "498",
+            "27900",
+        ),
+        quota(
+            Reply::tool_call("call_1", "get_weather", &args_json, gap).usage(96, 18),
+            "497",
+            "26850",
+        ),
+        quota(
+            Reply::text(&["It is ", "21 °C ", "and clear ", "in Lisbon."], gap).usage(141, 12),
+            "496",
+            "25810",
+        ),
+    ])
+    .await
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let args = parse_args()?;
@@ -77,31 +116,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     // Kept alive for the whole run when used.
     let mut server = None;
-    let config = match &args.base_url {
-        Some(url) => {
-            let mut config = OpenAiConfig::from_env(args.model.clone());
-            config.base_url = url.clone();
-            config
-        }
+    let base_url = match args.base_url {
+        Some(url) => url,
         None => {
-            let gap = Duration::from_millis(60);
-            let args_json = ["{\"ci", "ty\": \"Lis", "bon\"}"];
-            let fault = FaultServer::start([
-                Reply::rate_limited("1"),
-                Reply::tool_call("call_1", "get_weather", &args_json, gap).ending(StreamEnd::Cut),
-                Reply::tool_call("call_1", "get_weather", &args_json, gap),
-                Reply::text(&["It is ", "21 °C ", "and clear ", "in Lisbon."], gap),
-            ])
-            .await?;
+            let fault = fault_server().await?;
             println!(
                 "{}",
                 paint.paint("2", &format!("fault server at {}", fault.base_url()))
             );
-            let config = OpenAiConfig::new(fault.base_url(), args.model.clone());
+            let url = fault.base_url();
             server = Some(fault);
-            config
+            url
         }
     };
+    let mut config = OpenAiConfig::from_env(args.model);
+    config.base_url = base_url;
 
     let retry = RetryConfig::builder()
         .max_attempts(4)
@@ -114,9 +143,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
         burst_size: 1,
         ..RateLimitConfig::default()
     })?;
+    let tokens_per_minute = RateLimiter::new(RateLimitConfig {
+        requests_per_minute: Some(30_000.0),
+        burst_size: 30_000,
+        ..RateLimitConfig::default()
+    })?;
     let provider = ResilientProvider::new(OpenAiCompatible::new(config)?)
         .retry(retry)
-        .rate_limiter(limiter);
+        .rate_limiter(limiter)
+        .token_limiter(tokens_per_minute);
     let agent = Agent::new(
         AgentConfig {
             system_prompt: Some("Answer briefly. Use tools for facts.".into()),
@@ -143,6 +178,28 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 ..
             } => {
                 print!("{}", paint.paint("2", &delta.arguments));
+            }
+            AgentEvent::LlmChunk {
+                chunk: LlmChunk::Quota(quota),
+                ..
+            } => {
+                let left = |window: Option<QuotaWindow>| {
+                    window.map_or("?".to_owned(), |w| match w.limit {
+                        Some(limit) => format!("{}/{limit}", w.remaining),
+                        None => w.remaining.to_string(),
+                    })
+                };
+                println!(
+                    "{}",
+                    paint.paint(
+                        "2",
+                        &format!(
+                            "[server quota left: {} requests, {} tokens]",
+                            left(quota.requests),
+                            left(quota.tokens)
+                        )
+                    )
+                );
             }
             AgentEvent::LlmChunk { .. } => {}
             AgentEvent::LlmComplete {
@@ -178,7 +235,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 paint.paint(
                     "36",
                     &format!(
-                        "[rate limit: waited {:.3}s, {:.1} tokens left]",
+                        "[rate limit {}: {} taken after {:.3}s, {:.0} left]",
+                        event.operation_name,
+                        event.tokens,
                         event.waited.as_secs_f64(),
                         event.tokens_remaining
                     )
