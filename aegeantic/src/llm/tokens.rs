@@ -39,7 +39,16 @@ impl TokenBudget {
     }
 }
 
-/// The prompt's size in tokens, estimated from its characters (rounded up).
+/// The prompt's size in tokens, estimated from its characters (bytes of UTF-8, a quarter
+/// of them, rounded up): message texts, tool calls, and the tools' names, descriptions and
+/// schemas.
+///
+/// ```
+/// use aegeantic::llm::{estimate_prompt, LlmRequest, Message};
+///
+/// let request = LlmRequest::new(vec![Message::user("Twelve chars")]);
+/// assert_eq!(estimate_prompt(&request), 3);
+/// ```
 pub fn estimate_prompt(request: &LlmRequest) -> u32 {
     let messages: usize = request
         .messages
