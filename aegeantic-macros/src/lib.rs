@@ -35,8 +35,8 @@ use syn::{parse_macro_input, Attribute, FnArg, Ident, ItemFn, LitStr, Pat, Type}
 ///   structs and enums; `aegeantic::__private::schemars` is not needed, a `schemars` 1
 ///   dependency of your own derives the same trait). Doc comments on a parameter become its
 ///   `description`, and `#[schemars(...)]` attributes on it (`range`, `length`, `regex`,
-///   `example`, ...) are passed on; those that rename or drop it are refused. Types that are
-///   not inlined go under `$defs` at the root of the schema.
+///   `example`, ...) are passed on; those that rename or drop it are refused. Subschemas are
+///   inlined, but for recursive types, which go under `$defs` at the root of the schema.
 /// - a `call` that parses the arguments parameter by parameter: a missing parameter, a
 ///   value of the wrong shape, or arguments that are not an object become
 ///   `ToolError::InvalidArguments`, naming the parameters, which the model sees. A missing

@@ -81,14 +81,18 @@ pub mod __private {
     /// The parameters schema of a tool whose arguments object is `T`, a struct with one
     /// field per parameter that derives `JsonSchema`.
     ///
-    /// JSON Schema 2020-12 without `$schema` or `title`: subschemas that are not inlined go
-    /// under `$defs` at the root, where their `#/$defs/...` references resolve, as OpenAI
-    /// function calling accepts; `unevaluatedProperties` (from `deny_unknown_fields` with
-    /// `flatten`) becomes the more widely supported `additionalProperties`. `properties` and
-    /// `required` are always there, if empty.
+    /// JSON Schema 2020-12 without `$schema` or `title`, subschemas inlined for the
+    /// providers that take no `$ref`. A recursive type cannot be: its schema goes under
+    /// `$defs` at the root, where its `#/$defs/...` references resolve, as OpenAI function
+    /// calling accepts. `unevaluatedProperties` (from `deny_unknown_fields` with `flatten`)
+    /// becomes the more widely supported `additionalProperties`. `properties` and `required`
+    /// are always there, if empty.
     pub fn parameters<T: JsonSchema>() -> Value {
         let mut schema = SchemaSettings::draft2020_12()
-            .with(|settings| settings.meta_schema = None)
+            .with(|settings| {
+                settings.meta_schema = None;
+                settings.inline_subschemas = true;
+            })
             .with_transform(ReplaceUnevaluatedProperties::default())
             .into_generator()
             .into_root_schema_for::<T>();

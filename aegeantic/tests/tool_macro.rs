@@ -77,14 +77,6 @@ async fn constant(ctx: ToolContext) -> Result<&'static str, ToolError> {
     Ok("42")
 }
 
-/// Follows a `$ref` of the form `#/$defs/Name` from the root of `schema`.
-fn resolve<'a>(schema: &'a Value, reference: &Value) -> &'a Value {
-    let pointer = reference.as_str().unwrap().strip_prefix('#').unwrap();
-    schema
-        .pointer(pointer)
-        .unwrap_or_else(|| panic!("{reference} does not resolve in {schema:#}"))
-}
-
 #[test]
 fn the_schema_is_derived_from_the_parameters() {
     assert_eq!(Add.name(), "add");
@@ -110,48 +102,38 @@ fn the_schema_is_derived_from_the_parameters() {
 
 #[test]
 fn structs_enums_and_docs_are_in_the_schema() {
-    let schema = Forecast.parameters();
-    assert!(schema.get("$schema").is_none() && schema.get("title").is_none());
-    assert_eq!(schema["type"], "object");
-    assert_eq!(schema["required"], json!(["location", "days"]));
-    let properties = schema["properties"].as_object().unwrap();
+    let location = json!({
+        "type": "object", "required": ["city"], "properties": {
+            "city": {"description": "The city's name.", "type": "string"},
+            "country": {"type": ["string", "null"]}}});
+    let mut described_location = location.clone();
+    described_location["description"] = json!("Where to forecast.");
+    let mut via_item = location;
+    via_item["description"] = json!("A place on Earth.");
     assert_eq!(
-        properties.keys().collect::<Vec<_>>(),
-        ["days", "location", "unit", "via"]
+        Forecast.parameters(),
+        json!({"type": "object", "required": ["location", "days"], "properties": {
+            "location": described_location,
+            "unit": {"description": "The temperature unit; Celsius when left out.",
+                     "type": ["string", "null"], "enum": ["celsius", "fahrenheit", null]},
+            "days": {"description": "Days ahead to forecast, each from 1 to 7.", "type": "array",
+                     "minItems": 1,
+                     "items": {"type": "integer", "format": "uint8", "minimum": 0, "maximum": 255}},
+            "via": {"description": "Stops on the way.", "type": ["array", "null"],
+                    "items": via_item}}}),
+        "subschemas are inlined, without $schema or title"
     );
+}
 
-    let location = &properties["location"];
-    assert_eq!(location["description"], "Where to forecast.");
-    let location = resolve(&schema, &location["$ref"]);
-    assert_eq!(
-        location,
-        &json!({"description": "A place on Earth.", "type": "object", "required": ["city"],
-                "properties": {"city": {"description": "The city's name.", "type": "string"},
-                               "country": {"type": ["string", "null"]}}})
-    );
-
-    let unit = &properties["unit"];
-    assert_eq!(
-        unit["description"],
-        "The temperature unit; Celsius when left out."
-    );
-    let variants = unit["anyOf"].as_array().unwrap();
-    assert_eq!(variants[1], json!({"type": "null"}));
-    assert_eq!(
-        resolve(&schema, &variants[0]["$ref"]),
-        &json!({"type": "string", "enum": ["celsius", "fahrenheit"]})
-    );
-
-    assert_eq!(
-        properties["days"],
-        json!({"description": "Days ahead to forecast, each from 1 to 7.", "type": "array",
-               "minItems": 1,
-               "items": {"type": "integer", "format": "uint8", "minimum": 0, "maximum": 255}})
-    );
-    let via = &properties["via"];
-    assert_eq!(via["type"], json!(["array", "null"]));
-    resolve(&schema, &via["items"]["$ref"]);
-    assert_eq!(schema["$defs"].as_object().unwrap().len(), 2);
+#[test]
+fn a_recursive_type_refers_to_defs_at_the_root() {
+    let schema = CountNodes.parameters();
+    let tree = &schema["properties"]["tree"];
+    assert_eq!(tree["type"], "object");
+    let reference = &tree["properties"]["children"]["items"]["$ref"];
+    assert_eq!(reference, "#/$defs/Tree");
+    let pointer = reference.as_str().unwrap().strip_prefix('#').unwrap();
+    assert_eq!(schema.pointer(pointer), Some(tree), "{schema:#}");
 }
 
 #[tokio::test]
@@ -205,6 +187,9 @@ async fn structs_and_enums_are_parsed() {
         .unwrap();
     assert_eq!(out["unit"], "C");
     assert_eq!(out["via"], Value::Null);
+    let tree = json!({"name": "a", "children": [{"name": "b", "children": []}]});
+    let out = CountNodes.call(json!({ "tree": tree }), ToolContext::detached("c"));
+    assert_eq!(out.await.unwrap(), 2);
 }
 
 /// The message of the `InvalidArguments` error that `args` give.
@@ -271,4 +256,20 @@ async fn bad_arguments_name_the_parameter() {
         error.to_string(),
         "invalid arguments: missing required parameter `a`; missing required parameter `b`"
     );
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "aegeantic::schemars")]
+struct Tree {
+    #[allow(dead_code)]
+    name: String,
+    children: Vec<Tree>,
+}
+
+#[tool("Counts the nodes of a tree")]
+async fn count_nodes(tree: Tree) -> Result<usize, ToolError> {
+    fn count(tree: &Tree) -> usize {
+        1 + tree.children.iter().map(count).sum::<usize>()
+    }
+    Ok(count(&tree))
 }
