@@ -75,7 +75,7 @@ fn expand(description: &LitStr, mut function: ItemFn) -> syn::Result<TokenStream
 
     let mut fields = Vec::new();
     let mut takes = Vec::new();
-    let mut names = Vec::new();
+    let mut locals = Vec::new();
     let mut call_args = Vec::new();
     for input in &mut signature.inputs {
         let FnArg::Typed(typed) = input else {
@@ -96,7 +96,7 @@ fn expand(description: &LitStr, mut function: ItemFn) -> syn::Result<TokenStream
                     "the ToolContext parameter is not in the schema",
                 ));
             }
-            call_args.push(quote!(ctx.clone()));
+            call_args.push(quote!(__aegeantic_ctx.clone()));
             continue;
         }
         let Pat::Ident(pat) = &*typed.pat else {
@@ -113,14 +113,16 @@ fn expand(description: &LitStr, mut function: ItemFn) -> syn::Result<TokenStream
         let key = ident.to_string();
         let key = key.strip_prefix("r#").unwrap_or(&key).to_owned();
         fields.push(quote!(#(#field_attrs)* #ident: #ty));
-        takes.push(quote!(let #ident = args.take::<#ty>(#key);));
-        names.push(ident.clone());
-        call_args.push(quote!(#ident));
+        // Locals of their own, so that no parameter name shadows the generated code's.
+        let local = format_ident!("__aegeantic_param_{}", locals.len());
+        takes.push(quote!(let #local = __aegeantic_args.take::<#ty>(#key);));
+        call_args.push(quote!(#local));
+        locals.push(local);
     }
     let krate = quote!(::aegeantic);
-    let unwrap = (!names.is_empty()).then(|| {
+    let unwrap = (!locals.is_empty()).then(|| {
         quote! {
-            let (#(::std::option::Option::Some(#names),)*) = (#(#names,)*) else {
+            let (#(::std::option::Option::Some(#locals),)*) = (#(#locals,)*) else {
                 return ::std::result::Result::Err(#krate::agent::ToolError::InvalidArguments(
                     ::std::string::String::from("invalid arguments"),
                 ));
@@ -157,14 +159,14 @@ fn expand(description: &LitStr, mut function: ItemFn) -> syn::Result<TokenStream
 
             fn call(
                 &self,
-                args: #krate::__private::serde_json::Value,
-                ctx: #krate::agent::ToolContext,
+                __aegeantic_args: #krate::__private::serde_json::Value,
+                __aegeantic_ctx: #krate::agent::ToolContext,
             ) -> #krate::agent::ToolFuture<'_> {
                 ::std::boxed::Box::pin(async move {
-                    let _ = &ctx;
-                    let mut args = #krate::__private::Arguments::new(args)?;
+                    let _ = &__aegeantic_ctx;
+                    let mut __aegeantic_args = #krate::__private::Arguments::new(__aegeantic_args)?;
                     #(#takes)*
-                    args.finish()?;
+                    __aegeantic_args.finish()?;
                     #unwrap
                     let output = #fn_name(#(#call_args),*).await?;
                     #krate::__private::serde_json::to_value(output).map_err(|error| {

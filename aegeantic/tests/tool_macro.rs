@@ -192,6 +192,29 @@ async fn structs_and_enums_are_parsed() {
     assert_eq!(out.await.unwrap(), 2);
 }
 
+/// Parameters named like the generated code's locals, and like the function.
+#[tool("Echoes its arguments")]
+async fn echo(
+    args: String,
+    ctx: u8,
+    echo: Option<bool>,
+    r#type: String,
+    context: ToolContext,
+) -> Result<Value, ToolError> {
+    Ok(json!([args, ctx, echo, r#type, context.call_id()]))
+}
+
+#[tokio::test]
+async fn parameter_names_do_not_clash_with_generated_code() {
+    assert_eq!(
+        Echo.parameters()["required"],
+        json!(["args", "ctx", "type"])
+    );
+    let args = json!({"args": "a", "ctx": 1, "type": "t"});
+    let out = Echo.call(args, ToolContext::detached("c")).await.unwrap();
+    assert_eq!(out, json!(["a", 1, null, "t", "c"]));
+}
+
 /// The message of the `InvalidArguments` error that `args` give.
 async fn invalid(tool: &dyn Tool, args: Value) -> String {
     match tool.call(args, ToolContext::detached("c")).await {
