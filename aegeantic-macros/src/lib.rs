@@ -31,9 +31,10 @@ use syn::{parse_macro_input, Attribute, FnArg, Ident, ItemFn, LitStr, Pat, Type}
 ///
 /// - a JSON schema of the parameters from `schemars`: an object with one property per
 ///   parameter, every parameter but the `Option`s required. A parameter's type must
-///   implement `schemars::JsonSchema` and `serde::Deserialize` (derive both on your own
-///   structs and enums; `aegeantic::__private::schemars` is not needed, a `schemars` 1
-///   dependency of your own derives the same trait). Doc comments on a parameter become its
+///   implement `schemars::JsonSchema` and `serde::Deserialize`: derive both on your own
+///   structs and enums, `JsonSchema` with a `schemars` 1 dependency of your own or through
+///   `aegeantic::schemars` (`#[derive(aegeantic::schemars::JsonSchema)]` and
+///   `#[schemars(crate = "aegeantic::schemars")]`). Doc comments on a parameter become its
 ///   `description`, and `#[schemars(...)]` attributes on it (`range`, `length`, `regex`,
 ///   `example`, ...) are passed on; those that rename or drop it are refused. Subschemas are
 ///   inlined, but for recursive types, which go under `$defs` at the root of the schema.
