@@ -1,40 +1,61 @@
 //! The `#[tool("description")]` attribute for `aegeantic` agents; use it through
 //! `aegeantic::tool` (feature `macros`).
 //!
-//! The JSON schema is derived by hand from the parameter types rather than with
-//! `schemars`: tool arguments are nearly always primitives, strings, options and
-//! lists, which this covers exactly, and it keeps `schemars` and a `JsonSchema` derive out
-//! of users' builds. Any other type gets the permissive schema `{}` and is still parsed
-//! with its own `Deserialize`.
+//! The JSON schema of the parameters comes from `schemars`, through the copy that
+//! `aegeantic` re-exports: the macro gathers the parameters into a struct that derives
+//! `JsonSchema`, so any parameter type that implements `JsonSchema` and `Deserialize` works,
+//! and doc comments on the parameters become their descriptions. The arguments are parsed
+//! parameter by parameter, so that an error names the parameter.
 #![warn(missing_docs)]
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote};
-use syn::{
-    parse_macro_input, FnArg, GenericArgument, Ident, ItemFn, LitStr, Pat, PathArguments, Type,
-};
+use syn::{parse_macro_input, Attribute, FnArg, Ident, ItemFn, LitStr, Pat, Type};
 
 /// Makes an `async fn` an agent tool.
 ///
-/// `#[tool("Adds two integers")] async fn add(a: i64, b: i64) -> Result<i64, ToolError>`
+/// ```ignore
+/// #[tool("Adds two integers")]
+/// async fn add(
+///     /// The first addend.
+///     a: i64,
+///     b: i64,
+/// ) -> Result<i64, ToolError> {
+///     Ok(a + b)
+/// }
+/// ```
+///
 /// keeps `add` and generates a unit struct `Add` that implements `aegeantic::agent::Tool`
-/// with the name `"add"`, the description, a JSON schema of the parameters (an `Option`
-/// parameter is not required), and a `call` that parses the arguments into a struct —
-/// bad arguments become `ToolError::InvalidArguments`, which the model sees. A parameter
-/// of type `ToolContext` receives the call's context and is left out of the schema. The
-/// function must return `Result<T, ToolError>` with `T: Serialize`.
+/// with the name `"add"`, the description, and:
+///
+/// - a JSON schema of the parameters from `schemars`: an object with one property per
+///   parameter, every parameter but the `Option`s required. A parameter's type must
+///   implement `schemars::JsonSchema` and `serde::Deserialize`: derive both on your own
+///   structs and enums, `JsonSchema` with a `schemars` 1 dependency of your own or through
+///   `aegeantic::schemars` (`#[derive(aegeantic::schemars::JsonSchema)]` and
+///   `#[schemars(crate = "aegeantic::schemars")]`). Doc comments on a parameter become its
+///   `description`, and `#[schemars(...)]` attributes on it (`range`, `length`, `regex`,
+///   `example`, ...) are passed on; those that rename or drop it are refused. Subschemas are
+///   inlined, but for recursive types, which go under `$defs` at the root of the schema.
+/// - a `call` that parses the arguments parameter by parameter: a missing parameter, a
+///   value of the wrong shape, or arguments that are not an object become
+///   `ToolError::InvalidArguments`, naming the parameters, which the model sees. A missing
+///   `Option` parameter is `None`.
+///
+/// A parameter of type `ToolContext` receives the call's context and is left out of the
+/// schema. The function must return `Result<T, ToolError>` with `T: Serialize`.
 #[proc_macro_attribute]
 pub fn tool(attr: TokenStream, item: TokenStream) -> TokenStream {
     let description = parse_macro_input!(attr as LitStr);
     let function = parse_macro_input!(item as ItemFn);
-    expand(&description, &function)
+    expand(&description, function)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }
 
-fn expand(description: &LitStr, function: &ItemFn) -> syn::Result<TokenStream2> {
-    let signature = &function.sig;
+fn expand(description: &LitStr, mut function: ItemFn) -> syn::Result<TokenStream2> {
+    let signature = &mut function.sig;
     if signature.asyncness.is_none() {
         return Err(syn::Error::new_spanned(
             signature.fn_token,
@@ -47,25 +68,36 @@ fn expand(description: &LitStr, function: &ItemFn) -> syn::Result<TokenStream2> 
             "#[tool] functions cannot be generic",
         ));
     }
-    let fn_name = &signature.ident;
+    let fn_name = signature.ident.clone();
     let tool_name = fn_name.to_string();
     let struct_name = Ident::new(&pascal_case(&tool_name), fn_name.span());
     let args_name = format_ident!("__{}Args", struct_name);
-    let vis = &function.vis;
+    let vis = function.vis.clone();
 
     let mut fields = Vec::new();
-    let mut properties = Vec::new();
-    let mut required = Vec::new();
+    let mut takes = Vec::new();
+    let mut locals = Vec::new();
     let mut call_args = Vec::new();
-    for input in &signature.inputs {
+    for input in &mut signature.inputs {
         let FnArg::Typed(typed) = input else {
             return Err(syn::Error::new_spanned(
                 input,
                 "#[tool] functions cannot take self",
             ));
         };
+        // Doc comments and `#[schemars]` belong to the schema; the function keeps the rest.
+        let (field_attrs, kept) = typed.attrs.drain(..).partition::<Vec<_>, _>(|attr| {
+            attr.path().is_ident("doc") || attr.path().is_ident("schemars")
+        });
+        typed.attrs = kept;
         if is_named(&typed.ty, "ToolContext") {
-            call_args.push(quote!(ctx.clone()));
+            if let Some(attr) = field_attrs.first() {
+                return Err(syn::Error::new_spanned(
+                    attr,
+                    "the ToolContext parameter is not in the schema",
+                ));
+            }
+            call_args.push(quote!(__aegeantic_ctx.clone()));
             continue;
         }
         let Pat::Ident(pat) = &*typed.pat else {
@@ -74,20 +106,32 @@ fn expand(description: &LitStr, function: &ItemFn) -> syn::Result<TokenStream2> 
                 "#[tool] parameters must be plain names",
             ));
         };
+        for attr in &field_attrs {
+            check_schemars_attr(attr)?;
+        }
         let ident = &pat.ident;
         let ty = &typed.ty;
         let key = ident.to_string();
-        fields.push(quote!(#ident: #ty));
-        let schema = schema(ty);
-        properties.push(quote!(properties.insert(#key.to_owned(), #schema);));
-        if option_inner(ty).is_none() {
-            required.push(key);
-        }
-        call_args.push(quote!(args.#ident));
+        let key = key.strip_prefix("r#").unwrap_or(&key).to_owned();
+        fields.push(quote!(#(#field_attrs)* #ident: #ty));
+        // Locals of their own, so that no parameter name shadows the generated code's.
+        let local = format_ident!("__aegeantic_param_{}", locals.len());
+        takes.push(quote!(let #local = __aegeantic_args.take::<#ty>(#key);));
+        call_args.push(quote!(#local));
+        locals.push(local);
     }
-
     let krate = quote!(::aegeantic);
-    let serde_path = LitStr::new("::aegeantic::__private::serde", Span::call_site());
+    let unwrap = (!locals.is_empty()).then(|| {
+        quote! {
+            let (#(::std::option::Option::Some(#locals),)*) = (#(#locals,)*) else {
+                return ::std::result::Result::Err(#krate::agent::ToolError::InvalidArguments(
+                    ::std::string::String::from("invalid arguments"),
+                ));
+            };
+        }
+    });
+
+    let schemars_path = LitStr::new("::aegeantic::__private::schemars", Span::call_site());
     Ok(quote! {
         #function
 
@@ -95,9 +139,10 @@ fn expand(description: &LitStr, function: &ItemFn) -> syn::Result<TokenStream2> 
         #[derive(Clone, Copy, Debug, Default)]
         #vis struct #struct_name;
 
-        #[derive(#krate::__private::serde::Deserialize)]
-        #[serde(crate = #serde_path)]
-        #[allow(non_camel_case_types)]
+        // The arguments object, for its schema (a doc comment would be its description).
+        #[derive(#krate::__private::schemars::JsonSchema)]
+        #[schemars(crate = #schemars_path)]
+        #[allow(non_camel_case_types, dead_code)]
         struct #args_name { #(#fields,)* }
 
         impl #krate::agent::Tool for #struct_name {
@@ -110,25 +155,20 @@ fn expand(description: &LitStr, function: &ItemFn) -> syn::Result<TokenStream2> 
             }
 
             fn parameters(&self) -> #krate::__private::serde_json::Value {
-                use #krate::__private::serde_json::{json, Map, Value};
-                let mut properties = Map::new();
-                #(#properties)*
-                json!({
-                    "type": "object",
-                    "properties": Value::Object(properties),
-                    "required": [#(#required),*],
-                })
+                #krate::__private::parameters::<#args_name>()
             }
 
             fn call(
                 &self,
-                args: #krate::__private::serde_json::Value,
-                ctx: #krate::agent::ToolContext,
+                __aegeantic_args: #krate::__private::serde_json::Value,
+                __aegeantic_ctx: #krate::agent::ToolContext,
             ) -> #krate::agent::ToolFuture<'_> {
                 ::std::boxed::Box::pin(async move {
-                    let _ = &ctx;
-                    let args: #args_name = #krate::__private::serde_json::from_value(args)
-                        .map_err(|error| #krate::agent::ToolError::InvalidArguments(error.to_string()))?;
+                    let _ = &__aegeantic_ctx;
+                    let mut __aegeantic_args = #krate::__private::Arguments::new(__aegeantic_args)?;
+                    #(#takes)*
+                    __aegeantic_args.finish()?;
+                    #unwrap
                     let output = #fn_name(#(#call_args),*).await?;
                     #krate::__private::serde_json::to_value(output).map_err(|error| {
                         #krate::agent::ToolError::failed(format!("output is not JSON: {error}"))
@@ -136,6 +176,31 @@ fn expand(description: &LitStr, function: &ItemFn) -> syn::Result<TokenStream2> 
                 })
             }
         }
+    })
+}
+
+/// Refuses `#[schemars(...)]` options that would part a parameter's property from its name.
+fn check_schemars_attr(attr: &Attribute) -> syn::Result<()> {
+    if !attr.path().is_ident("schemars") {
+        return Ok(());
+    }
+    attr.parse_nested_meta(|meta| {
+        for refused in ["rename", "skip", "skip_deserializing", "flatten", "default"] {
+            if meta.path.is_ident(refused) {
+                return Err(meta.error(format!(
+                    "#[schemars({refused})] is not supported on #[tool] parameters"
+                )));
+            }
+        }
+        // Skip the option's value, whatever its form.
+        if meta.input.peek(syn::Token![=]) {
+            meta.value()?.parse::<syn::Expr>()?;
+        } else if meta.input.peek(syn::token::Paren) {
+            let content;
+            syn::parenthesized!(content in meta.input);
+            content.parse::<TokenStream2>()?;
+        }
+        Ok(())
     })
 }
 
@@ -166,84 +231,19 @@ fn is_named(ty: &Type, name: &str) -> bool {
     last_segment(ty).is_some_and(|segment| segment.ident == name)
 }
 
-/// The single type argument of `Name<T>`, when `ty` is one.
-fn generic_inner<'a>(ty: &'a Type, names: &[&str]) -> Option<&'a Type> {
-    let segment = last_segment(ty)?;
-    if !names.iter().any(|name| segment.ident == name) {
-        return None;
-    }
-    let PathArguments::AngleBracketed(arguments) = &segment.arguments else {
-        return None;
-    };
-    match arguments.args.first()? {
-        GenericArgument::Type(inner) => Some(inner),
-        _ => None,
-    }
-}
-
-fn option_inner(ty: &Type) -> Option<&Type> {
-    generic_inner(ty, &["Option"])
-}
-
-/// A JSON-schema expression for `ty`.
-fn schema(ty: &Type) -> TokenStream2 {
-    if let Some(inner) = option_inner(ty) {
-        return schema(inner);
-    }
-    if let Some(item) = generic_inner(ty, &["Vec", "VecDeque", "HashSet", "BTreeSet"]) {
-        let item = schema(item);
-        return quote!(json!({ "type": "array", "items": #item }));
-    }
-    if let Type::Slice(slice) = ty {
-        let item = schema(&slice.elem);
-        return quote!(json!({ "type": "array", "items": #item }));
-    }
-    let kind = last_segment(ty).and_then(|segment| {
-        Some(match segment.ident.to_string().as_str() {
-            "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64"
-            | "u128" | "usize" => "integer",
-            "f32" | "f64" => "number",
-            "bool" => "boolean",
-            "String" | "str" | "char" | "PathBuf" => "string",
-            _ => return None,
-        })
-    });
-    match kind {
-        Some(kind) => quote!(json!({ "type": #kind })),
-        None => quote!(json!({})),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn schema_of(ty: &str) -> String {
-        schema(&syn::parse_str(ty).unwrap())
-            .to_string()
-            .replace(' ', "")
-    }
-
-    #[test]
-    fn schemas_of_common_types() {
-        assert_eq!(schema_of("i64"), r#"json!({"type":"integer"})"#);
-        assert_eq!(schema_of("Option<f32>"), r#"json!({"type":"number"})"#);
-        assert_eq!(
-            schema_of("std::string::String"),
-            r#"json!({"type":"string"})"#
-        );
-        assert_eq!(
-            schema_of("Vec<bool>"),
-            r#"json!({"type":"array","items":json!({"type":"boolean"})})"#
-        );
-        assert_eq!(schema_of("MyStruct"), "json!({})");
+    fn expand_str(function: &str) -> syn::Result<String> {
+        let function: ItemFn = syn::parse_str(function).unwrap();
+        expand(&LitStr::new("d", Span::call_site()), function).map(|tokens| tokens.to_string())
     }
 
     #[test]
     fn names() {
         assert_eq!(pascal_case("get_weather"), "GetWeather");
         assert_eq!(pascal_case("add"), "Add");
-        assert!(option_inner(&syn::parse_str("Option<String>").unwrap()).is_some());
         assert!(is_named(
             &syn::parse_str("aegeantic::agent::ToolContext").unwrap(),
             "ToolContext"
@@ -252,8 +252,35 @@ mod tests {
 
     #[test]
     fn sync_functions_are_refused() {
-        let function: ItemFn = syn::parse_str("fn f(a: i64) -> Result<i64, E> { Ok(a) }").unwrap();
-        let error = expand(&LitStr::new("d", Span::call_site()), &function).unwrap_err();
+        let error = expand_str("fn f(a: i64) -> Result<i64, E> { Ok(a) }").unwrap_err();
         assert!(error.to_string().contains("async"));
+    }
+
+    #[test]
+    fn parameter_docs_move_to_the_schema_struct() {
+        let out = expand_str(
+            "async fn f(/// The count.\n #[schemars(range(min = 1))] #[allow(unused)] n: u32) \
+             -> Result<u32, E> { Ok(n) }",
+        )
+        .unwrap();
+        let function = &out[..out.find("# [doc = concat").unwrap()];
+        assert!(!function.contains("doc"), "{function}");
+        assert!(!function.contains("schemars"), "{function}");
+        assert!(function.contains("allow"), "{function}");
+        let args = &out[out.find("struct __FArgs").unwrap()..];
+        assert!(args.contains(r#"# [doc = " The count."] # [schemars (range (min = 1))] n : u32"#));
+    }
+
+    #[test]
+    fn renaming_schemars_options_are_refused() {
+        for option in ["rename = \"m\"", "skip", "default"] {
+            let function = format!("async fn f(#[schemars({option})] n: u32) -> R {{ Ok(n) }}");
+            let error = expand_str(&function).unwrap_err();
+            assert!(error.to_string().contains("not supported"), "{error}");
+        }
+        assert!(expand_str(
+            "async fn f(#[schemars(length(max = 3), extend(\"x\" = 1))] s: String) -> R { Ok(s) }"
+        )
+        .is_ok());
     }
 }

@@ -21,6 +21,10 @@ pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, ToolError>> 
 /// Object-safe, so an agent holds its tools as `Arc<dyn Tool>`; the call returns a boxed
 /// future for the same reason.
 ///
+/// The `#[tool("...")]` attribute (feature `macros`) implements it for an async function,
+/// with the parameters' schema derived by `schemars` and the arguments parsed by `serde`.
+/// By hand:
+///
 /// ```
 /// use serde_json::{json, Value};
 /// use aegeantic::agent::{Tool, ToolContext, ToolError, ToolFuture};
