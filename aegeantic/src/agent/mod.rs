@@ -5,10 +5,13 @@
 //! | `tool`     | the [`Tool`] trait, [`ToolPolicy`], [`ToolContext`], [`ToolError`] |
 //! | `event`    | [`AgentEvent`] and [`AgentError`]                               |
 //! | `assemble` | building whole tool calls from streamed deltas                 |
+//! | `macro_support` | what `#[tool]`'s generated code calls                  |
 //! | `runner`   | [`Agent`], [`AgentConfig`] and [`AgentRunner`]                  |
 
 mod assemble;
 mod event;
+#[cfg(feature = "macros")]
+pub(crate) mod macro_support;
 mod runner;
 mod tool;
 
