@@ -19,6 +19,8 @@ mod resilient;
 pub mod sse;
 mod types;
 
+#[cfg(any(feature = "openai", feature = "anthropic"))]
+mod http_util;
 #[cfg(feature = "openai")]
 mod openai;
 
@@ -31,5 +33,7 @@ pub use types::{
     FinishReason, LlmChunk, LlmRequest, Message, Role, ToolCall, ToolCallDelta, ToolSpec, Usage,
 };
 
+#[cfg(any(feature = "openai", feature = "anthropic"))]
+pub use http_util::ApiKey;
 #[cfg(feature = "openai")]
-pub use openai::{ApiKey, OpenAiCompatible, OpenAiConfig};
+pub use openai::{OpenAiCompatible, OpenAiConfig};
