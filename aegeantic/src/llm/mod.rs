@@ -9,7 +9,9 @@
 //! | `quota`      | the server's rate-limit headers: [`Quota`]                       |
 //! | `resilient`  | [`ResilientProvider`]: retry and rate limiting with events       |
 //! | `sse`        | a small server-sent-events parser                               |
+//! | `http_util`  | what the HTTP providers share: [`ApiKey`], timeouts, retry-after |
 //! | `openai`     | [`OpenAiCompatible`] (feature `openai`)                          |
+//! | `anthropic`  | [`Anthropic`], the Messages API (feature `anthropic`)            |
 
 mod classify;
 mod error;
@@ -19,6 +21,8 @@ mod resilient;
 pub mod sse;
 mod types;
 
+#[cfg(feature = "anthropic")]
+mod anthropic;
 #[cfg(any(feature = "openai", feature = "anthropic"))]
 mod http_util;
 #[cfg(feature = "openai")]
@@ -33,6 +37,8 @@ pub use types::{
     FinishReason, LlmChunk, LlmRequest, Message, Role, ToolCall, ToolCallDelta, ToolSpec, Usage,
 };
 
+#[cfg(feature = "anthropic")]
+pub use anthropic::{Anthropic, AnthropicConfig};
 #[cfg(any(feature = "openai", feature = "anthropic"))]
 pub use http_util::ApiKey;
 #[cfg(feature = "openai")]
