@@ -239,3 +239,6 @@ impl LlmProvider for Anthropic {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
