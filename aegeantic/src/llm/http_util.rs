@@ -52,7 +52,7 @@ impl Redactor {
 
 /// A reqwest failure as a transient connection error whose source has an `io` kind that
 /// [`RetryOn::transient`](crate::resilience::RetryOn::transient) knows.
-pub(super) fn transport_error(error: reqwest::Error) -> LlmError {
+fn transport_error(error: reqwest::Error) -> LlmError {
     if error.is_builder() {
         return LlmError::Config(error.without_url().to_string());
     }

@@ -272,6 +272,14 @@ fn bad_events_and_error_events_are_errors() {
         d.decode(&not_json, &redactor),
         Err(LlmError::Protocol(_))
     ));
+    let array = SseEvent {
+        event: Some("ping".into()),
+        data: "[1]".into(),
+    };
+    assert!(matches!(
+        d.decode(&array, &redactor),
+        Err(LlmError::Protocol(_))
+    ));
     let wrong = event(
         "content_block_delta",
         json!({"type": "content_block_delta"}),

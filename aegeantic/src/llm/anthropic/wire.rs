@@ -231,6 +231,11 @@ impl Decoder {
     ) -> Result<Step, LlmError> {
         let value: Value = serde_json::from_str(&event.data)
             .map_err(|error| LlmError::Protocol(format!("stream data is not JSON ({error})")))?;
+        if !value.is_object() {
+            return Err(LlmError::Protocol(
+                "stream data is not a JSON object".to_owned(),
+            ));
+        }
         let kind = value
             .get("type")
             .and_then(Value::as_str)
