@@ -45,8 +45,9 @@ pub enum LlmError {
     /// No data arrived for this long while the stream was open.
     #[error("stream stalled: no data for {0:?}")]
     Idle(Duration, #[source] io::Error),
-    /// The body ended without the stream's terminator (`data: [DONE]`).
-    #[error("stream truncated: the body ended without [DONE]")]
+    /// The body ended without the stream's terminator (OpenAI's `data: [DONE]`,
+    /// Anthropic's `message_stop`).
+    #[error("stream truncated: the body ended without its terminator")]
     Truncated(#[source] io::Error),
     /// The server sent something that is not the expected protocol.
     #[error("invalid response: {0}")]

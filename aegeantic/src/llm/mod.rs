@@ -10,7 +10,9 @@
 //! | `resilient`  | [`ResilientProvider`]: retry and rate limiting with events       |
 //! | `tokens`     | tokens-per-minute reservations and quota corrections            |
 //! | `sse`        | a small server-sent-events parser                               |
+//! | `http_util`  | what the HTTP providers share: [`ApiKey`], timeouts, retry-after |
 //! | `openai`     | [`OpenAiCompatible`] (feature `openai`)                          |
+//! | `anthropic`  | [`Anthropic`], the Messages API (feature `anthropic`)            |
 
 mod classify;
 mod error;
@@ -21,6 +23,10 @@ pub mod sse;
 mod tokens;
 mod types;
 
+#[cfg(feature = "anthropic")]
+mod anthropic;
+#[cfg(any(feature = "openai", feature = "anthropic"))]
+mod http_util;
 #[cfg(feature = "openai")]
 mod openai;
 
@@ -34,5 +40,9 @@ pub use types::{
     FinishReason, LlmChunk, LlmRequest, Message, Role, ToolCall, ToolCallDelta, ToolSpec, Usage,
 };
 
+#[cfg(feature = "anthropic")]
+pub use anthropic::{Anthropic, AnthropicConfig};
+#[cfg(any(feature = "openai", feature = "anthropic"))]
+pub use http_util::ApiKey;
 #[cfg(feature = "openai")]
-pub use openai::{ApiKey, OpenAiCompatible, OpenAiConfig};
+pub use openai::{OpenAiCompatible, OpenAiConfig};

@@ -1,47 +1,18 @@
 //! A provider for OpenAI-compatible chat-completions endpoints, streaming over SSE.
 
-use std::fmt;
-use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures_util::StreamExt;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::http_util::{error_text, header, next_bytes, send, server_delay, ApiKey, Redactor};
 use super::sse::{SseEvent, SseParser};
 use super::{
     parse_reset, FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, LlmStream, Message,
     Quota, QuotaWindow, Role, ToolCallDelta, Usage,
 };
-
-/// An API key. It has no `Display`, its `Debug` prints `ApiKey(<redacted>)`, and
-/// provider errors are scrubbed of it, so it cannot leak into logs or events by accident.
-///
-/// ```
-/// use aegeantic::llm::ApiKey;
-/// assert_eq!(format!("{:?}", ApiKey::new("sk-secret")), "ApiKey(<redacted>)");
-/// ```
-#[derive(Clone)]
-pub struct ApiKey(Arc<str>);
-
-impl ApiKey {
-    /// Wraps a key.
-    pub fn new(key: impl Into<Arc<str>>) -> Self {
-        ApiKey(key.into())
-    }
-
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
-    }
-}
 
 /// Where and how [`OpenAiCompatible`] connects.
 #[derive(Clone, Debug)]
@@ -151,29 +122,17 @@ impl LlmProvider for OpenAiCompatible {
         }
         Box::pin(async_stream::stream! {
             let redactor = Redactor(config.api_key.clone());
-            let sent = tokio::time::timeout(config.response_timeout, builder.send()).await;
-            let response = match sent {
-                Err(_) => {
-                    yield Err(LlmError::Connection(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("no response headers within {:?}", config.response_timeout),
-                    )));
+            let response = match send(builder, config.response_timeout).await {
+                Ok(response) => response,
+                Err(error) => {
+                    yield Err(error);
                     return;
                 }
-                Ok(Err(error)) => {
-                    yield Err(transport_error(error));
-                    return;
-                }
-                Ok(Ok(response)) => response,
             };
             let status = response.status();
             if !status.is_success() {
                 let headers = response.headers().clone();
-                let text = tokio::time::timeout(config.idle_timeout, response.text())
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
+                let text = error_text(response, config.idle_timeout).await;
                 yield Err(http_error(status.as_u16(), &headers, &text, &redactor));
                 return;
             }
@@ -184,18 +143,13 @@ impl LlmProvider for OpenAiCompatible {
             let mut body = response.bytes_stream();
             let mut parser = SseParser::new();
             loop {
-                let next = tokio::time::timeout(config.idle_timeout, body.next()).await;
-                let bytes = match next {
-                    Err(_) => {
-                        yield Err(LlmError::idle(config.idle_timeout));
-                        return;
-                    }
+                let bytes = match next_bytes(&mut body, config.idle_timeout).await {
+                    Ok(Some(bytes)) => bytes,
                     Ok(None) => break,
-                    Ok(Some(Err(error))) => {
-                        yield Err(transport_error(error));
+                    Err(error) => {
+                        yield Err(error);
                         return;
                     }
-                    Ok(Some(Ok(bytes))) => bytes,
                 };
                 for event in parser.push(&bytes) {
                     if event.data.trim() == "[DONE]" {
@@ -218,18 +172,6 @@ impl LlmProvider for OpenAiCompatible {
             // silently lose the end of the answer.
             yield Err(LlmError::truncated());
         })
-    }
-}
-
-/// Removes the API key from text that came from the server, which may echo it.
-struct Redactor(Option<ApiKey>);
-
-impl Redactor {
-    fn scrub(&self, text: &str) -> String {
-        match &self.0 {
-            Some(key) if !key.expose().is_empty() => text.replace(key.expose(), "<redacted>"),
-            _ => text.to_owned(),
-        }
     }
 }
 
@@ -285,25 +227,6 @@ fn message_json(message: &Message) -> Value {
         value["tool_call_id"] = id.as_str().into();
     }
     value
-}
-
-/// A reqwest failure as a transient connection error whose source has an `io` kind that
-/// [`RetryOn::transient`](crate::resilience::RetryOn::transient) knows.
-fn transport_error(error: reqwest::Error) -> LlmError {
-    if error.is_builder() {
-        return LlmError::Config(error.without_url().to_string());
-    }
-    let kind = if error.is_timeout() {
-        io::ErrorKind::TimedOut
-    } else if error.is_connect() {
-        io::ErrorKind::ConnectionRefused
-    } else if error.is_body() || error.is_decode() {
-        io::ErrorKind::UnexpectedEof
-    } else {
-        io::ErrorKind::ConnectionReset
-    };
-    // The URL is dropped: a base URL may carry credentials.
-    LlmError::Connection(io::Error::new(kind, error.without_url()))
 }
 
 #[derive(Deserialize)]
@@ -366,30 +289,6 @@ fn quota(headers: &HeaderMap) -> Quota {
         })
     };
     Quota::new(window("requests"), window("tokens"))
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name)?.to_str().ok().map(str::trim)
-}
-
-/// `retry-after-ms` (milliseconds) first, then `retry-after` (seconds or an HTTP date).
-fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let from_secs = |secs: f64| {
-        (0.0..1e9)
-            .contains(&secs)
-            .then(|| Duration::from_secs_f64(secs))
-    };
-    if let Some(ms) = header(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        if let Some(delay) = from_secs(ms / 1000.0) {
-            return Some(delay);
-        }
-    }
-    let value = header(headers, "retry-after")?;
-    if let Ok(secs) = value.parse::<f64>() {
-        return from_secs(secs);
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The HTTP status an in-stream error stands for, from its code or type.
@@ -534,28 +433,6 @@ mod tests {
             map.insert(*name, HeaderValue::from_str(value).unwrap());
         }
         map
-    }
-
-    #[test]
-    fn retry_after_ms_wins_then_seconds_then_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let both = headers(&[("retry-after-ms", "250"), ("retry-after", "3")]);
-        assert_eq!(server_delay(&both, now), Some(Duration::from_millis(250)));
-        let secs = headers(&[("retry-after", "2")]);
-        assert_eq!(server_delay(&secs, now), Some(Duration::from_secs(2)));
-        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        let dated = headers(&[("retry-after", &date)]);
-        assert_eq!(server_delay(&dated, now), Some(Duration::from_secs(30)));
-        let past = headers(&[("retry-after", &httpdate::fmt_http_date(now))]);
-        assert_eq!(
-            server_delay(&past, now + Duration::from_secs(5)),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(
-            server_delay(&headers(&[("retry-after", "soon")]), now),
-            None
-        );
-        assert_eq!(server_delay(&headers(&[("retry-after", "-1")]), now), None);
     }
 
     #[test]

@@ -1,5 +1,10 @@
-//! Test support: a fault-injecting OpenAI-compatible server (feature `fault-server`).
+//! Test support (feature `fault-server`): a fault-injecting OpenAI-compatible server, and a
+//! scripted server speaking Anthropic's Messages format.
 
+mod anthropic_server;
 mod fault_server;
 
+pub use anthropic_server::{
+    AnthropicEnd, AnthropicEvent, AnthropicReply, AnthropicRequest, AnthropicServer,
+};
 pub use fault_server::{FaultServer, RecordedRequest, Reply, SseChunk, StreamEnd};
