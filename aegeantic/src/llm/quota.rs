@@ -10,11 +10,13 @@ use std::time::Duration;
 /// The server's view of one limit at the moment it answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuotaWindow {
-    /// The limit itself (`x-ratelimit-limit-*`), when sent.
+    /// The limit itself (OpenAI's `x-ratelimit-limit-*`, Anthropic's
+    /// `anthropic-ratelimit-*-limit`), when sent.
     pub limit: Option<u64>,
-    /// What is left of it (`x-ratelimit-remaining-*`).
+    /// What is left of it (`…-remaining…`).
     pub remaining: u64,
-    /// How long until the limit is whole again (`x-ratelimit-reset-*`), when sent.
+    /// How long until the limit is whole again (`…-reset…`, a duration or an instant made
+    /// relative to when the response arrived), when sent.
     pub reset: Option<Duration>,
 }
 
