@@ -84,6 +84,43 @@ async fn a_refund_moves_queued_waiters_up_in_order() {
     assert_eq!(l.tokens_available(), 1.0);
 }
 
+/// The bucket was full again while the reservation was out (its booked time had elapsed),
+/// and others have taken from it since: the reservation's unused tokens are already back,
+/// spent by those others, and a refund now would hand them out a second time.
+#[tokio::test(start_paused = true)]
+async fn a_refund_gives_back_nothing_once_its_booked_time_has_elapsed() {
+    let l = limiter(1.0, 1);
+    let reservation = l.reserve(1, "held").await.unwrap();
+    let waiter = {
+        let l = l.clone();
+        tokio::spawn(async move { l.acquire(1, "queued").await.unwrap() })
+    };
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    waiter.await.unwrap();
+    assert!(l.try_acquire(1).await.unwrap(), "the token of second 2");
+    reservation.settle(0).await.unwrap();
+    assert!(
+        !l.try_acquire(1).await.unwrap(),
+        "a second token at second 2 from a bucket of 1"
+    );
+}
+
+/// Part of the booked time elapsed: only the rest comes back.
+#[tokio::test(start_paused = true)]
+async fn a_refund_gives_back_only_the_booked_time_still_ahead() {
+    let l = limiter(10.0, 10);
+    let reservation = l.reserve(10, "held").await.unwrap(); // books 0 s to 1 s
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        l.try_acquire(3).await.unwrap(),
+        "the 3 refilled; booked to 1.3 s"
+    );
+    reservation.settle(0).await.unwrap();
+    // 0.7 s of the reservation's second was still ahead: 7 tokens back.
+    assert_eq!(l.tokens_available(), 7.0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_cap_lowers_the_bucket_and_never_raises_it() {
     let l = limiter(10.0, 100);
@@ -106,28 +143,50 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// Reservations settled at or below their size: over any span [a, b], the tokens kept
-    /// by grants in it (reserved minus refunded) stay within `burst + rate · (b - a)`.
+    /// Reservations held while others take tokens, then settled at or below their size, in
+    /// any order: over any span [a, b], the tokens kept by grants in it (reserved minus
+    /// refunded) stay within `burst + rate · (b - a)`.
     #[test]
     fn refunds_keep_the_bound_on_what_is_kept(
         burst in 2u32..20,
         ms in 1u64..40,
-        requests in prop::collection::vec((0u64..100, 1u32..20, 0u32..20, 0u64..100), 1..40),
+        steps in prop::collection::vec((0u64..60, 0u8..3, 1u32..20, 0u32..20), 1..60),
     ) {
         let kept = paused(async move {
             let l = limiter(1000.0 / ms as f64, burst);
             let start = Instant::now();
+            let mut held = Vec::new();
             let mut kept = Vec::new();
-            for (gap, tokens, used, settle_after) in requests {
+            for (gap, action, tokens, used) in steps {
                 tokio::time::sleep(Duration::from_millis(gap)).await;
                 let tokens = tokens.min(burst);
-                let reservation = l.reserve(tokens, "prop").await.unwrap();
-                let at = start.elapsed().as_millis() as u64;
-                let used = used.min(tokens);
-                tokio::time::sleep(Duration::from_millis(settle_after)).await;
-                reservation.settle(u64::from(used)).await.unwrap();
-                kept.push((at, u64::from(used)));
+                let at = || start.elapsed().as_millis() as u64;
+                match action {
+                    0 => {
+                        let reservation = l.reserve(tokens, "prop").await.unwrap();
+                        kept.push((at(), u64::from(used.min(tokens))));
+                        held.push((reservation, used.min(tokens)));
+                    }
+                    1 if !held.is_empty() => {
+                        let last = if tokens > 10 { held.len() - 1 } else { 0 };
+                        let (reservation, used) = held.remove(last);
+                        reservation.settle(u64::from(used)).await.unwrap();
+                    }
+                    _ => {
+                        if l.try_acquire(tokens).await.unwrap() {
+                            kept.push((at(), u64::from(tokens)));
+                        }
+                    }
+                }
+                if held.len() > 1 && action == 2 {
+                    let (reservation, used) = held.remove(0);
+                    reservation.settle(u64::from(used)).await.unwrap();
+                }
             }
+            for (reservation, used) in held {
+                reservation.settle(u64::from(used)).await.unwrap();
+            }
+            kept.sort_by_key(|&(at, _)| at);
             kept
         });
         for (i, &(a, _)) in kept.iter().enumerate() {

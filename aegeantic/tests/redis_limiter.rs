@@ -354,6 +354,18 @@ async fn reservations_settle_and_caps_apply_in_the_shared_bucket() {
     assert!(!fresh.try_acquire(11).await.unwrap(), "capped at 10");
     assert!(fresh.try_acquire(10).await.unwrap());
 
+    // Once the reservation's booked half second has passed, its token is back by refill
+    // and taken by another: the refund must not hand it out again.
+    let late = RateLimiter::redis(&server.url(), "late", config(2.0, 1)).unwrap();
+    let reservation = late.reserve(1, "llm").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(late.try_acquire(1).await.unwrap());
+    reservation.settle(0).await.unwrap();
+    assert!(
+        !late.try_acquire(1).await.unwrap(),
+        "a token given out twice"
+    );
+
     let debt = RateLimiter::redis(&server.url(), "debt", config(10.0, 10)).unwrap();
     debt.reserve(10, "llm")
         .await

@@ -8,6 +8,7 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
+use super::adjust::BookedUntil;
 use super::{Booked, RateLimiter};
 use crate::resilience::RateLimitError;
 
@@ -24,6 +25,8 @@ pub struct Acquired {
     /// Set when a shared (Redis) bucket could not decide and the failure policy admitted
     /// the request instead.
     pub fallback: Option<Fallback>,
+    /// Where the time the grant booked in the bucket ends, which bounds a refund.
+    pub(crate) booked_until: BookedUntil,
 }
 
 /// How a request was admitted when the shared (Redis) bucket could not decide.
@@ -261,11 +264,13 @@ impl Acquisition {
             wait.sleep.as_mut().reset(limiter.deadline(admit_at));
         };
         *wait.id = None;
+        let (tokens_remaining, booked_until) = limiter.finish(id, now);
         let acquired = Acquired {
             tokens: self.tokens,
-            tokens_remaining: limiter.finish(id, now),
+            tokens_remaining,
             waited: Duration::from_nanos(now.saturating_sub(*wait.booked_at)),
             fallback: None,
+            booked_until: BookedUntil::Local(booked_until),
         };
         self.state = State::Done;
         Poll::Ready(Ok(acquired))
@@ -279,6 +284,7 @@ fn granted_now(limiter: &RateLimiter, tokens: u32, tat: u64, now: u64) -> Acquir
         tokens_remaining: limiter.remaining(tat, now),
         waited: Duration::ZERO,
         fallback: None,
+        booked_until: BookedUntil::Local(tat),
     }
 }
 

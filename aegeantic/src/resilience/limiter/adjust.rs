@@ -6,21 +6,38 @@
 //! back, tokens used beyond the reservation are charged on top, into debt if need be.
 //!
 //! In GCRA terms (see `gcra.rs`), with `T` nanoseconds per token:
-//! * a refund of `n` moves `tat` back by `n·T`, but never below `now` (a bucket holds at most
-//!   its burst) and never back at all when it is already there. Requests queued behind it
-//!   move up by the same amount, exactly as when a waiter ahead of them gives up.
+//! * a grant of `n` books `n·T` of the bucket's time, ending where it left `tat`. A refund
+//!   of `n` gives back at most the part of that booked time still ahead of `now`, and moves
+//!   `tat` back by it. Once the booked time has elapsed, the bucket has refilled past it:
+//!   either it was full again at some instant (and refill beyond full is lost whoever held
+//!   the tokens) or later grants were booked after it, and moving them all earlier would
+//!   hand out the same refill twice. While the booked time is ahead, everything booked
+//!   after it is contiguous, so moving `tat` and the queued waiters back by the unelapsed
+//!   part leaves the bucket exactly as if the tokens had never been taken.
 //! * a charge of `n` moves `tat` to `max(tat, now) + n·T` whatever that does to the bucket:
 //!   the tokens were spent upstream already. Queued requests keep their instants.
 //! * a cap of `n` moves `tat` forward to at least `now + τ - n·T`, so that at most `n`
 //!   tokens are left; a cap of zero is [`drain`](RateLimiter::drain).
 //!
-//! A refund never returns more than its reservation took, so refunds keep the bound
-//! `burst + rate·D` on what is *charged* over any span `D`.
+//! So refunds keep the bound `burst + rate·D` on the tokens kept (granted minus refunded)
+//! over any span `D`.
 
 use std::sync::atomic::Ordering;
 
 use super::{Acquired, RateLimiter};
 use crate::resilience::RateLimitError;
+
+/// Where the time a grant booked ends: what bounds its refund.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BookedUntil {
+    /// Admitted unchecked (fail-open): nothing was booked, nothing goes back.
+    Nothing,
+    /// In the in-process bucket, in nanoseconds of its clock.
+    Local(u64),
+    /// In the Redis bucket, per window, in microseconds of the script's epoch.
+    #[cfg(feature = "redis")]
+    Remote(super::redis::WindowTimes),
+}
 
 /// Tokens taken by [`RateLimiter::reserve`], to be settled against what was used.
 ///
@@ -53,7 +70,9 @@ impl Reservation {
     pub async fn settle(self, used: u64) -> Result<(), RateLimitError> {
         let reserved = u64::from(self.acquired.tokens);
         if used < reserved {
-            self.limiter.refund(reserved - used).await
+            self.limiter
+                .refund(reserved - used, self.acquired.booked_until)
+                .await
         } else {
             self.limiter.charge(used - reserved).await
         }
@@ -118,13 +137,33 @@ impl RateLimiter {
         Ok(())
     }
 
-    async fn refund(&self, tokens: u64) -> Result<(), RateLimitError> {
-        #[cfg(feature = "redis")]
-        if let Some(redis) = &self.shared.redis {
-            return redis.adjust(super::redis::Adjust::Refund(tokens)).await;
+    async fn refund(&self, tokens: u64, booked_until: BookedUntil) -> Result<(), RateLimitError> {
+        match booked_until {
+            BookedUntil::Nothing => Ok(()),
+            BookedUntil::Local(end) => {
+                self.refund_local(tokens, end);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            BookedUntil::Remote(ends) => match &self.shared.redis {
+                Some(redis) => {
+                    redis
+                        .adjust(super::redis::Adjust::Refund(tokens, ends))
+                        .await
+                }
+                None => Ok(()),
+            },
         }
-        let back = tokens.saturating_mul(self.shared.gcra.interval());
+    }
+
+    fn refund_local(&self, tokens: u64, booked_until: u64) {
         let now = self.now();
+        let back = tokens
+            .saturating_mul(self.shared.gcra.interval())
+            .min(booked_until.saturating_sub(now));
+        if back == 0 {
+            return;
+        }
         // Under the queue lock, so that no request books between the move of `tat` and
         // that of the waiters.
         let mut waiters = self.waiters();
@@ -136,7 +175,7 @@ impl RateLimiter {
             {
                 Ok(_) => {
                     waiters.advance(current - refunded);
-                    return Ok(());
+                    return;
                 }
                 Err(actual) => current = actual,
             }

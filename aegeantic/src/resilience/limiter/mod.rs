@@ -319,10 +319,12 @@ impl RateLimiter {
         self.waiters().admit_at(id, waker)
     }
 
-    /// Removes a waiter whose instant has come; returns the tokens left in the bucket.
-    fn finish(&self, id: u64, now: u64) -> f64 {
-        self.waiters().remove(id);
-        self.remaining(self.shared.tat.0.load(Ordering::Relaxed), now)
+    /// Removes a waiter whose instant has come.
+    /// The tokens left, and where the time the waiter booked ends (see `adjust.rs`).
+    fn finish(&self, id: u64, now: u64) -> (f64, u64) {
+        let admit_at = self.waiters().remove(id).unwrap_or(now);
+        let remaining = self.remaining(self.shared.tat.0.load(Ordering::Relaxed), now);
+        (remaining, admit_at + self.shared.gcra.tolerance())
     }
 
     /// Removes a waiter that gave up, handing back its place if its instant is ahead.

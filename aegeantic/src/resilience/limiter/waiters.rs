@@ -52,12 +52,12 @@ impl Waiters {
         Some(entry.admit_at)
     }
 
-    /// Removes a waiter that was granted.
-    pub(crate) fn remove(&mut self, id: u64) {
-        if let Ok(index) = self.index(id) {
-            self.queue.remove(index);
-            self.wake_if_moved(index);
-        }
+    /// Removes a waiter that was granted; returns its instant.
+    pub(crate) fn remove(&mut self, id: u64) -> Option<u64> {
+        let index = self.index(id).ok()?;
+        let granted = self.queue.remove(index)?;
+        self.wake_if_moved(index);
+        Some(granted.admit_at)
     }
 
     /// Removes a waiter that gave up at `now`. If its instant is still ahead, it hands back

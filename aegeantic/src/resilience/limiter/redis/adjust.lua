@@ -1,13 +1,15 @@
 -- Changes every window of a limiter outside admission (see limiter/adjust.rs for the
 -- arithmetic and why each rule is safe):
 --   cap n     at most n tokens left: TAT moves to at least now + tau - n*T (cap 0 drains);
---   refund n  n tokens back: TAT moves n*T earlier, never below now, never later;
+--   refund n  n tokens back: TAT moves earlier by n*T, or by the part of the grant's booked
+--             time still ahead of now (up to end), if less; never below now, never later;
 --   charge n  n tokens taken without waiting: TAT moves to max(TAT, now) + n*T.
 --
 -- KEYS[1]  the limiter's hash (see gcra.lua)
 -- ARGV[1]  'cap', 'refund' or 'charge'
 -- ARGV[2]  n
--- ARGV[3], ARGV[4], ...  per window: emission interval T, tolerance tau, in microseconds
+-- ARGV[3], ARGV[4], ...  per window: emission interval T, tolerance tau, and for a refund
+--                        the end of the time the grant booked (else 0), in microseconds
 local EPOCH = 1735689600
 
 local key = KEYS[1]
@@ -16,14 +18,16 @@ local n = tonumber(ARGV[2])
 local time = redis.call('TIME')
 local now = (tonumber(time[1]) - EPOCH) * 1000000 + tonumber(time[2])
 local ttl = 0
-for i = 1, (#ARGV - 2) / 2 do
-  local interval = tonumber(ARGV[2 * i + 1])
-  local tolerance = tonumber(ARGV[2 * i + 2])
+for i = 1, (#ARGV - 2) / 3 do
+  local interval = tonumber(ARGV[3 * i])
+  local tolerance = tonumber(ARGV[3 * i + 1])
+  local booked_until = tonumber(ARGV[3 * i + 2])
   local tat = tonumber(redis.call('HGET', key, i)) or now
   if op == 'cap' then
     tat = math.max(tat, now + tolerance - math.min(n * interval, tolerance))
   elseif op == 'refund' then
-    tat = math.max(tat - n * interval, math.min(tat, now))
+    local back = math.min(n * interval, math.max(booked_until - now, 0))
+    tat = math.max(tat - back, math.min(tat, now))
   else
     tat = math.max(tat, now) + n * interval
   end

@@ -9,6 +9,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script};
 use tokio::sync::OnceCell;
 
+use super::{WindowTimes, MAX_WINDOWS};
 use crate::resilience::ConfigError;
 
 static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("gcra.lua")));
@@ -21,6 +22,8 @@ pub(crate) struct Reply {
     pub(crate) wait_us: u64,
     pub(crate) remaining: f64,
     pub(crate) now_us: u64,
+    /// When admitted, where the time the grant booked ends, per window.
+    pub(crate) booked_until: WindowTimes,
 }
 
 pub(crate) struct Connection {
@@ -80,12 +83,22 @@ impl Connection {
             for &(interval, tolerance) in windows {
                 invocation.arg(interval).arg(tolerance);
             }
-            let (admitted, wait_us, remaining, now_us): (i64, i64, i64, i64) =
-                invocation.invoke_async(&mut manager).await?;
+            let reply: Vec<i64> = invocation.invoke_async(&mut manager).await?;
+            let [admitted, wait_us, remaining, now_us, ref tats @ ..] = reply[..] else {
+                return Err(RedisError::from((
+                    redis::ErrorKind::UnexpectedReturnType,
+                    "the GCRA script answered fewer than 4 numbers",
+                )));
+            };
+            let mut booked_until = [0; MAX_WINDOWS];
+            for (end, &tat) in booked_until.iter_mut().zip(tats) {
+                *end = tat.max(0) as u64;
+            }
             Ok(Reply {
                 admitted: admitted == 1,
                 wait_us: wait_us.max(0) as u64,
                 remaining: remaining as f64 / 1e6,
+                booked_until,
                 now_us: now_us.max(0) as u64,
             })
         };
@@ -95,19 +108,20 @@ impl Connection {
     }
 
     /// Runs the adjust script: `operation` of `tokens` on every window, as of the server's
-    /// now.
+    /// now; `booked_until` bounds a refund.
     pub(crate) async fn adjust(
         &self,
         operation: &str,
         tokens: u64,
+        booked_until: &WindowTimes,
         windows: &[(u64, u64)],
     ) -> Result<(), RedisError> {
         let call = async {
             let mut manager = self.manager().await?;
             let mut invocation = ADJUST.key(&self.key);
             invocation.arg(operation).arg(tokens);
-            for &(interval, tolerance) in windows {
-                invocation.arg(interval).arg(tolerance);
+            for (&(interval, tolerance), end) in windows.iter().zip(booked_until) {
+                invocation.arg(interval).arg(tolerance).arg(end);
             }
             invocation.invoke_async::<()>(&mut manager).await
         };

@@ -7,7 +7,8 @@
 -- ARGV[3]  now in microseconds since EPOCH, or -1 to read the server clock (tests pass a value)
 -- ARGV[4], ARGV[5], ...  per window: emission interval T, tolerance tau (= capacity * T)
 --
--- Returns {admitted (1/0), wait_us, remaining tokens * 1e6, now_us}. When admitted the caller
+-- Returns {admitted (1/0), wait_us, remaining tokens * 1e6, now_us, and when admitted each
+-- window's new TAT}. When admitted the caller
 -- sleeps wait_us on its own clock and proceeds; when denied nothing was written and wait_us
 -- says when the request would fit.
 --
@@ -87,4 +88,5 @@ for i = 1, windows do
 end
 -- Once every window is full again the key carries no information: let it expire.
 redis.call('PEXPIRE', key, math.ceil(ttl / 1000) + 1000)
-return {1, wait, remaining(at), now}
+-- The windows' new TATs end the time this grant booked, which bounds a later refund.
+return {1, wait, remaining(at), now, unpack(tats)}

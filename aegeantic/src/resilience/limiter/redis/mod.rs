@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use self::connection::{Connection, Reply};
+use super::adjust::BookedUntil;
 use super::{Acquired, Acquisition, Fallback, RateLimitConfig, RateLimiter};
 use crate::resilience::{ConfigError, RateLimitError};
 
@@ -95,13 +96,19 @@ pub(crate) enum Remote<T> {
     Fallback(Fallback),
 }
 
+/// A config has at most three windows: per second, minute and hour.
+pub(crate) const MAX_WINDOWS: usize = 3;
+
+/// One instant per window, in microseconds of the scripts' epoch (unused windows: 0).
+pub(crate) type WindowTimes = [u64; MAX_WINDOWS];
+
 /// A change to the shared bucket outside admission.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Adjust {
     /// At most this many tokens left.
     Cap(u32),
-    /// Tokens handed back.
-    Refund(u64),
+    /// Tokens handed back by a grant whose booked time ends at these instants.
+    Refund(u64, WindowTimes),
     /// Tokens taken without waiting.
     Charge(u64),
 }
@@ -174,6 +181,7 @@ impl RedisBackend {
             tokens_remaining: reply.remaining,
             waited: started.elapsed(),
             fallback: None,
+            booked_until: BookedUntil::Remote(reply.booked_until),
         }))
     }
 
@@ -187,13 +195,14 @@ impl RedisBackend {
 
     /// Changes the shared bucket outside admission (see `adjust.rs`).
     pub(crate) async fn adjust(&self, adjust: Adjust) -> Result<(), RateLimitError> {
-        let (operation, tokens) = match adjust {
-            Adjust::Cap(tokens) => ("cap", u64::from(tokens)),
-            Adjust::Refund(tokens) => ("refund", tokens),
-            Adjust::Charge(tokens) => ("charge", tokens),
+        let unbounded = [0; MAX_WINDOWS];
+        let (operation, tokens, booked_until) = match &adjust {
+            Adjust::Cap(tokens) => ("cap", u64::from(*tokens), &unbounded),
+            Adjust::Refund(tokens, booked_until) => ("refund", *tokens, booked_until),
+            Adjust::Charge(tokens) => ("charge", *tokens, &unbounded),
         };
         self.connection
-            .adjust(operation, tokens, &self.windows)
+            .adjust(operation, tokens, booked_until, &self.windows)
             .await
             .map_err(|error| RateLimitError::Backend {
                 message: self.connection.describe(&error),
@@ -321,6 +330,7 @@ impl RateLimiter {
                 tokens_remaining: 0.0,
                 waited: Duration::ZERO,
                 fallback: None,
+                booked_until: BookedUntil::Nothing,
             },
             Fallback::Local => {
                 let mut local = Acquisition::new(tokens);
