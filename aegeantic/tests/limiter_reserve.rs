@@ -138,7 +138,7 @@ async fn a_cap_lowers_the_bucket_and_never_raises_it() {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 200,
+        cases: 1000,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

@@ -14,6 +14,12 @@
 //!   hand out the same refill twice. While the booked time is ahead, everything booked
 //!   after it is contiguous, so moving `tat` and the queued waiters back by the unelapsed
 //!   part leaves the bucket exactly as if the tokens had never been taken.
+//!
+//!   A refund moves everything booked after its grant, other reservations included, so
+//!   the end a reservation noted at its grant goes stale. The bucket keeps the total time
+//!   refunds have moved back; a reservation notes it before it asks and subtracts what
+//!   was added since from its end. Refunds of grants booked after it are subtracted too,
+//!   though they did not move it: that errs on the side of giving back less.
 //! * a charge of `n` moves `tat` to `max(tat, now) + n·T` whatever that does to the bucket:
 //!   the tokens were spent upstream already. Queued requests keep their instants.
 //! * a cap of `n` moves `tat` forward to at least `now + τ - n·T`, so that at most `n`
@@ -34,9 +40,13 @@ pub(crate) enum BookedUntil {
     Nothing,
     /// In the in-process bucket, in nanoseconds of its clock.
     Local(u64),
-    /// In the Redis bucket, per window, in microseconds of the script's epoch.
+    /// In the Redis bucket, per window, in microseconds of the script's epoch, with each
+    /// window's refund total at the grant.
     #[cfg(feature = "redis")]
-    Remote(super::redis::WindowTimes),
+    Remote {
+        ends: super::redis::WindowTimes,
+        refunded: super::redis::WindowTimes,
+    },
 }
 
 /// Tokens taken by [`RateLimiter::reserve`], to be settled against what was used.
@@ -48,6 +58,8 @@ pub(crate) enum BookedUntil {
 pub struct Reservation {
     limiter: RateLimiter,
     acquired: Acquired,
+    /// The in-process bucket's refund total before the grant.
+    refunded_before: u64,
 }
 
 impl Reservation {
@@ -71,7 +83,11 @@ impl Reservation {
         let reserved = u64::from(self.acquired.tokens);
         if used < reserved {
             self.limiter
-                .refund(reserved - used, self.acquired.booked_until)
+                .refund(
+                    reserved - used,
+                    self.acquired.booked_until,
+                    self.refunded_before,
+                )
                 .await
         } else {
             self.limiter.charge(used - reserved).await
@@ -111,10 +127,12 @@ impl RateLimiter {
         tokens: u32,
         operation_name: &str,
     ) -> Result<Reservation, RateLimitError> {
+        let refunded_before = self.waiters().refunded;
         let acquired = self.acquire(tokens, operation_name).await?;
         Ok(Reservation {
             limiter: self.clone(),
             acquired,
+            refunded_before,
         })
     }
 
@@ -137,36 +155,46 @@ impl RateLimiter {
         Ok(())
     }
 
-    async fn refund(&self, tokens: u64, booked_until: BookedUntil) -> Result<(), RateLimitError> {
+    async fn refund(
+        &self,
+        tokens: u64,
+        booked_until: BookedUntil,
+        refunded_before: u64,
+    ) -> Result<(), RateLimitError> {
         match booked_until {
             BookedUntil::Nothing => Ok(()),
             BookedUntil::Local(end) => {
-                self.refund_local(tokens, end);
+                self.refund_local(tokens, end, refunded_before);
                 Ok(())
             }
             #[cfg(feature = "redis")]
-            BookedUntil::Remote(ends) => match &self.shared.redis {
+            BookedUntil::Remote { ends, refunded } => match &self.shared.redis {
                 Some(redis) => {
-                    redis
-                        .adjust(super::redis::Adjust::Refund(tokens, ends))
-                        .await
+                    let refund = super::redis::Adjust::Refund {
+                        tokens,
+                        ends,
+                        refunded,
+                    };
+                    redis.adjust(refund).await
                 }
                 None => Ok(()),
             },
         }
     }
 
-    fn refund_local(&self, tokens: u64, booked_until: u64) {
+    fn refund_local(&self, tokens: u64, booked_until: u64, refunded_before: u64) {
         let now = self.now();
+        // Under the queue lock, so that no request books between the move of `tat` and
+        // that of the waiters, and the refund total stays in step with `tat`.
+        let mut waiters = self.waiters();
+        let moved_since = waiters.refunded - refunded_before;
+        let ahead = booked_until.saturating_sub(moved_since).saturating_sub(now);
         let back = tokens
             .saturating_mul(self.shared.gcra.interval())
-            .min(booked_until.saturating_sub(now));
+            .min(ahead);
         if back == 0 {
             return;
         }
-        // Under the queue lock, so that no request books between the move of `tat` and
-        // that of the waiters.
-        let mut waiters = self.waiters();
         let tat = &self.shared.tat.0;
         let mut current = tat.load(Ordering::Relaxed);
         loop {
@@ -174,6 +202,7 @@ impl RateLimiter {
             match tat.compare_exchange_weak(current, refunded, Ordering::Relaxed, Ordering::Relaxed)
             {
                 Ok(_) => {
+                    waiters.refunded += current - refunded;
                     waiters.advance(current - refunded);
                     return;
                 }

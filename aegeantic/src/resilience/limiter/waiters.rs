@@ -28,6 +28,8 @@ struct Entry {
 pub(crate) struct Waiters {
     next_id: u64,
     queue: VecDeque<Entry>,
+    /// Nanoseconds refunds have moved the bucket's `tat` back, in all (see `adjust.rs`).
+    pub(crate) refunded: u64,
 }
 
 impl Waiters {

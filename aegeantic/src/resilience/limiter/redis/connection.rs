@@ -24,6 +24,8 @@ pub(crate) struct Reply {
     pub(crate) now_us: u64,
     /// When admitted, where the time the grant booked ends, per window.
     pub(crate) booked_until: WindowTimes,
+    /// When admitted, each window's refund total (see `adjust.lua`).
+    pub(crate) refunded: WindowTimes,
 }
 
 pub(crate) struct Connection {
@@ -90,15 +92,21 @@ impl Connection {
                     "the GCRA script answered fewer than 4 numbers",
                 )));
             };
-            let mut booked_until = [0; MAX_WINDOWS];
-            for (end, &tat) in booked_until.iter_mut().zip(tats) {
-                *end = tat.max(0) as u64;
+            // Each window's new TAT, then each window's refund total.
+            let (mut booked_until, mut refunded) = ([0; MAX_WINDOWS], [0; MAX_WINDOWS]);
+            let (ends, totals) = tats.split_at(tats.len() / 2);
+            for (to, from) in booked_until.iter_mut().zip(ends) {
+                *to = (*from).max(0) as u64;
+            }
+            for (to, from) in refunded.iter_mut().zip(totals) {
+                *to = (*from).max(0) as u64;
             }
             Ok(Reply {
                 admitted: admitted == 1,
                 wait_us: wait_us.max(0) as u64,
                 remaining: remaining as f64 / 1e6,
                 booked_until,
+                refunded,
                 now_us: now_us.max(0) as u64,
             })
         };
@@ -108,20 +116,21 @@ impl Connection {
     }
 
     /// Runs the adjust script: `operation` of `tokens` on every window, as of the server's
-    /// now; `booked_until` bounds a refund.
+    /// now; a grant's `booked_until` and `refunded` bound a refund.
     pub(crate) async fn adjust(
         &self,
         operation: &str,
         tokens: u64,
-        booked_until: &WindowTimes,
+        (booked_until, refunded): (&WindowTimes, &WindowTimes),
         windows: &[(u64, u64)],
     ) -> Result<(), RedisError> {
         let call = async {
             let mut manager = self.manager().await?;
             let mut invocation = ADJUST.key(&self.key);
             invocation.arg(operation).arg(tokens);
-            for (&(interval, tolerance), end) in windows.iter().zip(booked_until) {
-                invocation.arg(interval).arg(tolerance).arg(end);
+            let bounds = booked_until.iter().zip(refunded);
+            for (&(interval, tolerance), (end, mark)) in windows.iter().zip(bounds) {
+                invocation.arg(interval).arg(tolerance).arg(end).arg(mark);
             }
             invocation.invoke_async::<()>(&mut manager).await
         };

@@ -8,7 +8,7 @@
 -- ARGV[4], ARGV[5], ...  per window: emission interval T, tolerance tau (= capacity * T)
 --
 -- Returns {admitted (1/0), wait_us, remaining tokens * 1e6, now_us, and when admitted each
--- window's new TAT}. When admitted the caller
+-- window's new TAT, then each window's refund total}. When admitted the caller
 -- sleeps wait_us on its own clock and proceeds; when denied nothing was written and wait_us
 -- says when the request would fit.
 --
@@ -88,5 +88,11 @@ for i = 1, windows do
 end
 -- Once every window is full again the key carries no information: let it expire.
 redis.call('PEXPIRE', key, math.ceil(ttl / 1000) + 1000)
--- The windows' new TATs end the time this grant booked, which bounds a later refund.
-return {1, wait, remaining(at), now, unpack(tats)}
+-- The windows' new TATs end the time this grant booked, and their refund totals say how far
+-- later refunds will have moved it: together they bound a refund (see adjust.lua).
+local reply = {1, wait, remaining(at), now}
+for i = 1, windows do
+  reply[4 + i] = tats[i]
+  reply[4 + windows + i] = tonumber(redis.call('HGET', key, 'r' .. i)) or 0
+end
+return reply

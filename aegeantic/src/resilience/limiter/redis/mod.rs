@@ -107,8 +107,13 @@ pub(crate) type WindowTimes = [u64; MAX_WINDOWS];
 pub(crate) enum Adjust {
     /// At most this many tokens left.
     Cap(u32),
-    /// Tokens handed back by a grant whose booked time ends at these instants.
-    Refund(u64, WindowTimes),
+    /// Tokens handed back by a grant whose booked time ended at `ends` when the windows'
+    /// refund totals were `refunded`.
+    Refund {
+        tokens: u64,
+        ends: WindowTimes,
+        refunded: WindowTimes,
+    },
     /// Tokens taken without waiting.
     Charge(u64),
 }
@@ -181,7 +186,10 @@ impl RedisBackend {
             tokens_remaining: reply.remaining,
             waited: started.elapsed(),
             fallback: None,
-            booked_until: BookedUntil::Remote(reply.booked_until),
+            booked_until: BookedUntil::Remote {
+                ends: reply.booked_until,
+                refunded: reply.refunded,
+            },
         }))
     }
 
@@ -195,14 +203,18 @@ impl RedisBackend {
 
     /// Changes the shared bucket outside admission (see `adjust.rs`).
     pub(crate) async fn adjust(&self, adjust: Adjust) -> Result<(), RateLimitError> {
-        let unbounded = [0; MAX_WINDOWS];
-        let (operation, tokens, booked_until) = match &adjust {
-            Adjust::Cap(tokens) => ("cap", u64::from(*tokens), &unbounded),
-            Adjust::Refund(tokens, booked_until) => ("refund", *tokens, booked_until),
-            Adjust::Charge(tokens) => ("charge", *tokens, &unbounded),
+        let unused = [0; MAX_WINDOWS];
+        let (operation, tokens, bounds) = match &adjust {
+            Adjust::Cap(tokens) => ("cap", u64::from(*tokens), (&unused, &unused)),
+            Adjust::Refund {
+                tokens,
+                ends,
+                refunded,
+            } => ("refund", *tokens, (ends, refunded)),
+            Adjust::Charge(tokens) => ("charge", *tokens, (&unused, &unused)),
         };
         self.connection
-            .adjust(operation, tokens, booked_until, &self.windows)
+            .adjust(operation, tokens, bounds, &self.windows)
             .await
             .map_err(|error| RateLimitError::Backend {
                 message: self.connection.describe(&error),
