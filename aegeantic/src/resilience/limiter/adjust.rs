@@ -183,21 +183,23 @@ impl RateLimiter {
     }
 
     fn refund_local(&self, tokens: u64, booked_until: u64, refunded_before: u64) {
-        let now = self.now();
         // Under the queue lock, so that no request books between the move of `tat` and
         // that of the waiters, and the refund total stays in step with `tat`.
         let mut waiters = self.waiters();
         let moved_since = waiters.refunded - refunded_before;
-        let ahead = booked_until.saturating_sub(moved_since).saturating_sub(now);
-        let back = tokens
-            .saturating_mul(self.shared.gcra.interval())
-            .min(ahead);
-        if back == 0 {
-            return;
-        }
+        let booked_until = booked_until.saturating_sub(moved_since);
+        let wanted = tokens.saturating_mul(self.shared.gcra.interval());
         let tat = &self.shared.tat.0;
         let mut current = tat.load(Ordering::Relaxed);
         loop {
+            // Read after `tat`: a lock-free grant that committed before the exchange below
+            // read the clock before this, or it changed `tat` and the exchange fails. So
+            // no grant has counted as elapsed time this refund still gives back.
+            let now = self.now();
+            let back = wanted.min(booked_until.saturating_sub(now));
+            if back == 0 {
+                return;
+            }
             let refunded = current.saturating_sub(back).max(now.min(current));
             match tat.compare_exchange_weak(current, refunded, Ordering::Relaxed, Ordering::Relaxed)
             {
