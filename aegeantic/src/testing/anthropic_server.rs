@@ -3,23 +3,17 @@
 //! that end cleanly or badly, and error statuses. Every request is recorded with its
 //! headers and arrival time.
 
-use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+
+use super::server::{with_headers, Script, ScriptedServer};
 
 /// One event of a streamed reply, sent after `gap`; its SSE name is the data's `type`.
 #[derive(Clone, Debug)]
@@ -234,20 +228,9 @@ impl AnthropicRequest {
     }
 }
 
-struct Shared {
-    script: Mutex<VecDeque<AnthropicReply>>,
-    requests: Mutex<Vec<AnthropicRequest>>,
-}
-
 /// A running scripted Messages server on `127.0.0.1`. Dropping it stops the server and
 /// closes its connections.
-pub struct AnthropicServer {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    accept: JoinHandle<()>,
-    // Dropping the sender wakes every connection task, which then closes.
-    _shutdown: watch::Sender<()>,
-}
+pub struct AnthropicServer(ScriptedServer<AnthropicReply, AnthropicRequest>);
 
 impl AnthropicServer {
     /// Starts a server on a free port that plays `script`, one reply per request. Requests
@@ -256,79 +239,25 @@ impl AnthropicServer {
     /// # Errors
     /// When the port cannot be bound.
     pub async fn start(script: impl IntoIterator<Item = AnthropicReply>) -> io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            script: Mutex::new(script.into_iter().collect()),
-            requests: Mutex::new(Vec::new()),
-        });
-        let router = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
-        let (shutdown, watcher) = watch::channel(());
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let app = router.clone();
-                let mut watcher = watcher.clone();
-                tokio::spawn(async move {
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app));
-                    // Dropping the connection closes the socket, whatever it was doing.
-                    tokio::select! {
-                        _ = connection => {}
-                        _ = watcher.changed() => {}
-                    }
-                });
-            }
-        });
-        Ok(AnthropicServer {
-            addr,
-            shared,
-            accept,
-            _shutdown: shutdown,
-        })
+        ScriptedServer::start(script, handle)
+            .await
+            .map(AnthropicServer)
     }
 
     /// The API root to give a provider: `http://127.0.0.1:PORT/v1`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        self.0.base_url()
     }
 
     /// Appends replies to the script.
     pub fn push(&self, replies: impl IntoIterator<Item = AnthropicReply>) {
-        lock(&self.shared.script).extend(replies);
+        self.0.push(replies);
     }
 
     /// The requests received so far, in order.
     pub fn requests(&self) -> Vec<AnthropicRequest> {
-        lock(&self.shared.requests).clone()
+        self.0.requests()
     }
-}
-
-impl Drop for AnthropicServer {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
-}
-
-/// A poisoned lock only means a handler panicked; the data is still usable.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn with_headers(mut response: Response, headers: Vec<(String, String)>) -> Response {
-    for (name, value) in headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.as_str()),
-        ) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
 }
 
 fn sse(data: &Value) -> Bytes {
@@ -336,8 +265,12 @@ fn sse(data: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    lock(&shared.requests).push(AnthropicRequest {
+async fn handle(
+    State(script): State<Arc<Script<AnthropicReply, AnthropicRequest>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let reply = script.answer(AnthropicRequest {
         at: Instant::now(),
         headers: headers
             .iter()
@@ -345,7 +278,6 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             .collect(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     });
-    let reply = lock(&shared.script).pop_front();
     match reply {
         None => (
             StatusCode::BAD_REQUEST,

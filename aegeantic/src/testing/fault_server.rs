@@ -5,23 +5,18 @@
 //! connection closed before any response. Every request is recorded with its arrival
 //! time, so tests can assert how many attempts were made and when.
 
-use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Router};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
+use axum::Extension;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
-use tokio::task::JoinHandle;
+
+use super::server::{with_headers, Kill, Script, ScriptedServer};
 
 /// One `data:` event of a streamed reply, sent after `gap`.
 #[derive(Clone, Debug)]
@@ -226,24 +221,9 @@ pub struct RecordedRequest {
     pub body: Value,
 }
 
-struct Shared {
-    script: Mutex<VecDeque<Reply>>,
-    requests: Mutex<Vec<RecordedRequest>>,
-}
-
-/// Closes the connection the request came on.
-#[derive(Clone)]
-struct Kill(Arc<Notify>);
-
 /// A running fault server on `127.0.0.1`. Dropping it stops the server and closes its
 /// connections.
-pub struct FaultServer {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    accept: JoinHandle<()>,
-    // Dropping the sender wakes every connection task, which then closes.
-    _shutdown: watch::Sender<()>,
-}
+pub struct FaultServer(ScriptedServer<Reply, RecordedRequest>);
 
 impl FaultServer {
     /// Starts a server on a free port that plays `script`, one reply per request. Requests
@@ -252,78 +232,32 @@ impl FaultServer {
     /// # Errors
     /// When the port cannot be bound.
     pub async fn start(script: impl IntoIterator<Item = Reply>) -> io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            script: Mutex::new(script.into_iter().collect()),
-            requests: Mutex::new(Vec::new()),
-        });
-        let router = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
-        let (shutdown, watcher) = watch::channel(());
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let kill = Arc::new(Notify::new());
-                let app = router.clone().layer(Extension(Kill(Arc::clone(&kill))));
-                let mut watcher = watcher.clone();
-                tokio::spawn(async move {
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app));
-                    // Dropping the connection closes the socket, whatever it was doing.
-                    tokio::select! {
-                        _ = connection => {}
-                        _ = kill.notified() => {}
-                        _ = watcher.changed() => {}
-                    }
-                });
-            }
-        });
-        Ok(FaultServer {
-            addr,
-            shared,
-            accept,
-            _shutdown: shutdown,
-        })
+        ScriptedServer::start(script, handle).await.map(FaultServer)
     }
 
     /// The API root to give a provider: `http://127.0.0.1:PORT/v1`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        self.0.base_url()
     }
 
     /// Appends replies to the script.
     pub fn push(&self, replies: impl IntoIterator<Item = Reply>) {
-        lock(&self.shared.script).extend(replies);
+        self.0.push(replies);
     }
 
     /// The requests received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.requests).clone()
+        self.0.requests()
     }
-}
-
-impl Drop for FaultServer {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
-}
-
-/// A poisoned lock only means a handler panicked; the data is still usable.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 async fn handle(
-    State(shared): State<Arc<Shared>>,
+    State(script): State<Arc<Script<Reply, RecordedRequest>>>,
     Extension(Kill(kill)): Extension<Kill>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    lock(&shared.requests).push(RecordedRequest {
+    let reply = script.answer(RecordedRequest {
         at: Instant::now(),
         authorization: headers
             .get("authorization")
@@ -331,7 +265,6 @@ async fn handle(
             .map(str::to_owned),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     });
-    let reply = lock(&shared.script).pop_front();
     match reply {
         None => (
             StatusCode::BAD_REQUEST,
@@ -390,18 +323,4 @@ async fn handle(
             with_headers(response, headers)
         }
     }
-}
-
-/// Adds a scripted reply's extra headers; names or values that are not valid HTTP are
-/// skipped.
-fn with_headers(mut response: Response, headers: Vec<(String, String)>) -> Response {
-    for (name, value) in headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.as_str()),
-        ) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
 }

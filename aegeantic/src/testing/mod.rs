@@ -3,6 +3,7 @@
 
 mod anthropic_server;
 mod fault_server;
+mod server;
 
 pub use anthropic_server::{
     AnthropicEnd, AnthropicEvent, AnthropicReply, AnthropicRequest, AnthropicServer,
