@@ -7,13 +7,13 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::server::{with_headers, Script, ScriptedServer};
+use super::server::{event_stream, status_response, Script, ScriptedServer};
 
 /// One event of a streamed reply, sent after `gap`; its SSE name is the data's `type`.
 #[derive(Clone, Debug)]
@@ -288,10 +288,7 @@ async fn handle(
             status,
             headers,
             body,
-        }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            with_headers((status, body).into_response(), headers)
-        }
+        }) => status_response(status, headers, body),
         Some(AnthropicReply::Stream {
             headers,
             events,
@@ -313,15 +310,7 @@ async fn handle(
                     AnthropicEnd::Stall => std::future::pending::<()>().await,
                 }
             };
-            let response = (
-                [
-                    ("content-type", "text/event-stream"),
-                    ("cache-control", "no-cache"),
-                ],
-                Body::from_stream(body),
-            )
-                .into_response();
-            with_headers(response, headers)
+            event_stream(body, headers)
         }
     }
 }

@@ -9,14 +9,14 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::{json, Value};
 
-use super::server::{with_headers, Kill, Script, ScriptedServer};
+use super::server::{event_stream, status_response, Kill, Script, ScriptedServer};
 
 /// One `data:` event of a streamed reply, sent after `gap`.
 #[derive(Clone, Debug)]
@@ -280,10 +280,7 @@ async fn handle(
             status,
             headers,
             body,
-        }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            with_headers((status, body).into_response(), headers)
-        }
+        }) => status_response(status, headers, body),
         Some(Reply::Stream {
             headers,
             chunks,
@@ -312,15 +309,7 @@ async fn handle(
                     }
                 }
             };
-            let response = (
-                [
-                    ("content-type", "text/event-stream"),
-                    ("cache-control", "no-cache"),
-                ],
-                Body::from_stream(body),
-            )
-                .into_response();
-            with_headers(response, headers)
+            event_stream(body, headers)
         }
     }
 }

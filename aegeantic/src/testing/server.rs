@@ -7,10 +7,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use axum::body::{Body, Bytes};
 use axum::handler::Handler;
-use axum::http::{HeaderName, HeaderValue};
-use axum::response::Response;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
+use futures_core::Stream;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -124,9 +126,35 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// An error status with a body; a status that is not valid HTTP becomes a 500.
+pub(crate) fn status_response(
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    with_headers((status, body).into_response(), headers)
+}
+
+/// A `200` whose body is the server-sent events `body` yields.
+pub(crate) fn event_stream<S>(body: S, headers: Vec<(String, String)>) -> Response
+where
+    S: Stream<Item = io::Result<Bytes>> + Send + 'static,
+{
+    let response = (
+        [
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response();
+    with_headers(response, headers)
+}
+
 /// Adds a scripted reply's extra headers; names or values that are not valid HTTP are
 /// skipped.
-pub(crate) fn with_headers(mut response: Response, headers: Vec<(String, String)>) -> Response {
+fn with_headers(mut response: Response, headers: Vec<(String, String)>) -> Response {
     for (name, value) in headers {
         if let (Ok(name), Ok(value)) = (
             HeaderName::try_from(name.as_str()),

@@ -36,7 +36,8 @@ use crate::resilience::RateLimitError;
 /// Where the time a grant booked ends: what bounds its refund.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BookedUntil {
-    /// Admitted unchecked (fail-open): nothing was booked, nothing goes back.
+    /// Admitted unchecked (Redis's fail-open): nothing was booked, nothing goes back.
+    #[cfg(feature = "redis")]
     Nothing,
     /// In the in-process bucket, in nanoseconds of its clock.
     Local(u64),
@@ -162,6 +163,7 @@ impl RateLimiter {
         refunded_before: u64,
     ) -> Result<(), RateLimitError> {
         match booked_until {
+            #[cfg(feature = "redis")]
             BookedUntil::Nothing => Ok(()),
             BookedUntil::Local(end) => {
                 self.refund_local(tokens, end, refunded_before);
