@@ -32,7 +32,7 @@ pub use error::{ConfigError, RateLimitError, ResilienceError};
 #[cfg(feature = "http")]
 pub use http::{classify_http, HttpError};
 pub use jitter::Jitter;
-pub use limiter::{Acquire, Acquired, Fallback, RateLimitConfig, RateLimiter};
+pub use limiter::{Acquire, Acquired, Fallback, RateLimitConfig, RateLimiter, TryAcquire};
 #[cfg(feature = "redis")]
 pub use limiter::{FailurePolicy, RedisOptions};
 pub use monitor::ResilienceMonitor;

@@ -13,6 +13,7 @@ mod gcra;
 mod redis;
 #[cfg(test)]
 mod tests;
+mod try_acquire;
 mod waiters;
 
 #[cfg(feature = "redis")]
@@ -20,6 +21,7 @@ pub use self::redis::{FailurePolicy, RedisOptions};
 pub(crate) use acquire::Acquisition;
 pub use acquire::{Acquire, Acquired, Fallback};
 pub use config::RateLimitConfig;
+pub use try_acquire::TryAcquire;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,17 +193,9 @@ impl RateLimiter {
     /// # Errors
     /// As [`acquire`](RateLimiter::acquire), for requests that could never succeed, and a
     /// Redis failure under [`FailurePolicy::FailClosed`].
-    pub async fn try_acquire(&self, tokens: u32) -> Result<bool, RateLimitError> {
-        self.check(tokens)?;
-        #[cfg(feature = "redis")]
-        if let Some(redis) = &self.shared.redis {
-            return match redis.try_acquire(tokens).await? {
-                self::redis::Remote::Answer(admitted) => Ok(admitted),
-                self::redis::Remote::Fallback(Fallback::FailOpen) => Ok(true),
-                self::redis::Remote::Fallback(Fallback::Local) => Ok(self.try_take_now(tokens)),
-            };
-        }
-        Ok(self.try_take_now(tokens))
+    #[inline]
+    pub fn try_acquire(&self, tokens: u32) -> TryAcquire<'_> {
+        TryAcquire::new(self, tokens)
     }
 
     /// Tokens in the bucket now, refill included. Tokens promised to queued waiters are
@@ -241,14 +235,14 @@ impl RateLimiter {
         self.try_take(tokens, self.now()).is_some()
     }
 
+    #[inline]
     fn check(&self, tokens: u32) -> Result<(), RateLimitError> {
         let burst = self.shared.gcra.burst();
-        match tokens {
-            0 => Err(RateLimitError::ZeroTokens),
-            requested if requested > burst => {
-                Err(RateLimitError::InsufficientCapacity { requested, burst })
-            }
-            _ => Ok(()),
+        // One comparison on the hot path: zero wraps round to the largest value.
+        if tokens.wrapping_sub(1) < burst {
+            Ok(())
+        } else {
+            Err(refusal(tokens, burst))
         }
     }
 
@@ -345,6 +339,17 @@ impl RateLimiter {
             .waiters
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Why a request that can never succeed is refused; out of line, so that the check stays
+/// one comparison where it is inlined.
+#[cold]
+fn refusal(requested: u32, burst: u32) -> RateLimitError {
+    if requested == 0 {
+        RateLimitError::ZeroTokens
+    } else {
+        RateLimitError::InsufficientCapacity { requested, burst }
     }
 }
 
