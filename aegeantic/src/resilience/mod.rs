@@ -40,5 +40,5 @@ pub use retry::{MidStream, RetryConfig, RetryConfigBuilder};
 pub use retry_on::{Classify, RetryDecision, RetryOn};
 pub use stream::{
     rate_limited_stream, resilient_stream, resumable_stream, retry_stream, AttemptError, Cursor,
-    Opener, Reopen, Resilient, ResilientStream, Resume, StreamTimeout, TimeoutKind,
+    Opener, OperationName, Reopen, Resilient, ResilientStream, Resume, StreamTimeout, TimeoutKind,
 };
