@@ -9,8 +9,11 @@ mod acquire;
 mod clock;
 mod config;
 mod gcra;
+#[cfg(all(test, aegeantic_loom))]
+mod loom_tests;
 #[cfg(feature = "redis")]
 mod redis;
+mod sync;
 #[cfg(test)]
 mod tests;
 mod try_acquire;
@@ -24,13 +27,13 @@ pub use config::RateLimitConfig;
 pub use try_acquire::TryAcquire;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::task::Waker;
 use tokio::time::Instant;
 
 use self::clock::Clock;
 use self::gcra::Gcra;
+use self::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 use self::waiters::Waiters;
 use super::{ConfigError, RateLimitError};
 
