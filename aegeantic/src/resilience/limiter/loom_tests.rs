@@ -5,8 +5,9 @@
 //! Run with `RUSTFLAGS="--cfg aegeantic_loom" cargo test -p aegeantic --lib loom --release`.
 //! The models are small enough for loom to try every interleaving, unbounded, in well
 //! under a second; each was checked to fail with the protocol broken (a plain store for the
-//! grant's compare-exchange, the booking's compare-exchange outside the lock, the give-back's
-//! subtraction after unlocking).
+//! grant's compare-exchange, the booking's compare-exchange outside the lock, the give-back
+//! after unlocking). The last model found a real fault: the give-back was an unconditional
+//! subtraction, which refunded tokens a grant had already counted as taken.
 //!
 //! Every request here is made at instant 0 of a bucket that refills one token an hour, so
 //! the state each interleaving ends in can be stated exactly: `tat` is one interval per
@@ -108,5 +109,34 @@ fn loom_waiters_behind_a_cancelled_one_move_up_in_order() {
         assert_eq!(l.shared.tat.0.load(super::Ordering::Relaxed), 3 * T);
         assert_eq!(l.admit_at(earlier, Waker::noop()), Some(T));
         assert_eq!(l.admit_at(later, Waker::noop()), Some(2 * T));
+    });
+}
+
+/// A waiter gives its place back on a clock reading taken before its instant, while a
+/// caller whose reading is past that instant takes a token without the lock. Whichever
+/// lands first, the bucket grants one token at that later instant, not two: handing back
+/// tokens after a grant that already counted them as taken would let the next caller take
+/// them again.
+#[test]
+fn loom_a_late_give_back_does_not_refund_tokens_already_counted_as_taken() {
+    loom::model(|| {
+        let l = hourly(1);
+        assert!(l.try_take(1, 0).is_some(), "the only token, taken first");
+        let Booked::Later { id, .. } = l.book(1, 0, Waker::noop()) else {
+            panic!("granted from an empty bucket");
+        };
+        let cancelling = {
+            let l = l.clone();
+            thread::spawn(move || l.cancel(id))
+        };
+        // Two intervals on: the waiter's token came due at T, the next one at 2T.
+        let first = l.try_take(1, 2 * T).is_some();
+        cancelling.join().unwrap();
+        let second = l.try_take(1, 2 * T).is_some();
+        assert!(
+            first ^ second,
+            "a burst of 1 granted {} tokens at one instant",
+            u8::from(first) + u8::from(second)
+        );
     });
 }

@@ -327,13 +327,23 @@ impl RateLimiter {
     }
 
     /// Removes a waiter that gave up, handing back its place if its instant is ahead.
+    ///
+    /// The place goes back only if `tat` is still where the last booking left it (the last
+    /// waiter's instant plus the tolerance): a grant made without the lock since then found
+    /// every waiter due, this one included, so its tokens already counted as taken, even
+    /// if this waiter's clock reading, taken before the lock, says otherwise.
     fn cancel(&self, id: u64) {
         let now = self.now();
         let mut waiters = self.waiters();
-        let shift = waiters.cancel(id, now, self.shared.gcra.interval());
-        if shift > 0 {
-            self.shared.tat.0.fetch_sub(shift, Ordering::Relaxed);
-        }
+        let tolerance = self.shared.gcra.tolerance();
+        waiters.cancel(id, now, self.shared.gcra.interval(), |last, shift| {
+            let booked = last + tolerance;
+            self.shared
+                .tat
+                .0
+                .compare_exchange(booked, booked - shift, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        });
     }
 
     fn waiters(&self) -> MutexGuard<'_, Waiters> {

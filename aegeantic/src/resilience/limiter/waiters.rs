@@ -60,28 +60,33 @@ impl Waiters {
         }
     }
 
-    /// Removes a waiter that gave up at `now`. If its instant is still ahead, it hands back
-    /// its tokens: the waiters behind it move `tokens · interval` earlier. Returns how far
-    /// the bucket's `tat` must move back (zero once the instant has passed, since from then
-    /// on the tokens counted as granted).
-    pub(crate) fn cancel(&mut self, id: u64, now: u64, interval: u64) -> u64 {
-        let Ok(index) = self.index(id) else { return 0 };
+    /// Removes a waiter that gave up at `now`. If its instant is still ahead, it offers its
+    /// tokens back: `give_back(booked_to, shift)` is asked to move the bucket's `tat` back
+    /// by `shift` from `booked_to`, the `tat` the last booking left, and says whether it
+    /// did. Only then do the waiters behind move `shift` earlier. (Once the instant has
+    /// passed, the tokens counted as granted.)
+    pub(crate) fn cancel(
+        &mut self,
+        id: u64,
+        now: u64,
+        interval: u64,
+        give_back: impl FnOnce(u64, u64) -> bool,
+    ) {
+        let Ok(index) = self.index(id) else { return };
+        let Some(last) = self.queue.back().map(|last| last.admit_at) else {
+            return;
+        };
         let Some(gone) = self.queue.remove(index) else {
-            return 0;
+            return;
         };
-        let shift = if gone.admit_at > now {
-            u64::from(gone.tokens) * interval
-        } else {
-            0
-        };
-        if shift > 0 {
+        let shift = u64::from(gone.tokens) * interval;
+        if gone.admit_at > now && give_back(last, shift) {
             for behind in self.queue.range_mut(index..) {
                 behind.admit_at = behind.admit_at.saturating_sub(shift);
                 behind.moved = true;
             }
         }
         self.wake_if_moved(index);
-        shift
     }
 
     /// Wakes the waiter now at `index`, the one directly behind a waiter that left, if its
