@@ -192,6 +192,13 @@ where
                             return Poll::Ready(Some(Ok(Resilient::Item(item))));
                         }
                         Poll::Ready(Some(Err(error))) => End::Item(Err(error)),
+                        Poll::Ready(None) if this.call.is_none() => {
+                            // The common end, with no breaker to tell: nothing to decide,
+                            // and no `End` to build and move, which costs more than the rest.
+                            this.state.set(State::Done);
+                            *this.timer = None;
+                            return Poll::Ready(None);
+                        }
                         Poll::Ready(None) => End::Finished,
                         Poll::Pending => {
                             let Some(timer) = this.timer.as_mut() else {
