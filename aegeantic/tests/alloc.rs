@@ -134,3 +134,18 @@ fn retrying_a_stream_that_succeeds_allocates_nothing() {
     assert_eq!(items, 1000);
     assert_eq!(allocated, 0);
 }
+
+#[test]
+fn a_literal_operation_name_is_not_copied_until_an_event_needs_it() {
+    let config = RetryConfig::builder().build().unwrap();
+    let (allocated, items) = allocations(|| {
+        (0..1000)
+            .map(|_| {
+                let once = || stream::once(ready(Ok::<u32, io::Error>(1)));
+                drain(retry_stream(once, config.clone(), "op", "llm"))
+            })
+            .sum::<u64>()
+    });
+    assert_eq!(items, 1000);
+    assert_eq!(allocated, 0);
+}

@@ -253,6 +253,28 @@ async fn per_minute_limits_space_requests_by_the_minute_rate() {
     assert_eq!(start.elapsed(), 2 * Duration::from_secs(1));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_try_takes_tokens_when_polled_and_only_once() {
+    let l = limiter(1.0, 2);
+    drop(l.try_acquire(2));
+    assert_eq!(l.tokens_available(), 2.0, "an unpolled try takes nothing");
+    let mut try_one = Box::pin(l.try_acquire(1));
+    assert_eq!(l.tokens_available(), 2.0, "nor does making one");
+    assert_eq!(
+        futures::poll!(try_one.as_mut()),
+        std::task::Poll::Ready(Ok(true))
+    );
+    assert!(
+        futures::poll!(try_one.as_mut()).is_pending(),
+        "polled again after completing"
+    );
+    assert_eq!(
+        l.tokens_available(),
+        1.0,
+        "one token, however often it was polled"
+    );
+}
+
 #[test]
 fn waiting_outside_a_runtime_is_an_error_not_a_panic() {
     let l = limiter(1.0, 1);

@@ -299,3 +299,32 @@ async fn events_serialize() {
     let back: aegeantic::events::RetryEvent = serde_json::from_value(json).unwrap();
     assert_eq!(&back, retry);
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_event_carries_the_operation_name_however_it_was_given() {
+    let retries = |stream: Vec<_>| -> Vec<String> {
+        stream
+            .into_iter()
+            .filter_map(|item| match item {
+                Ok(Resilient::Retry(event)) => Some(event.operation_name.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    let failing_twice = || {
+        scripted(vec![
+            (vec!["a"], Some(reset)),
+            (vec!["a"], Some(reset)),
+            (vec!["a"], None),
+        ])
+    };
+    let literal: Vec<_> = retry_stream(failing_twice(), retry(3, SEC), "literal", "llm")
+        .collect()
+        .await;
+    assert_eq!(retries(literal), ["literal", "literal"]);
+    let owned = format!("owned-{}", 1);
+    let owned: Vec<_> = retry_stream(failing_twice(), retry(3, SEC), owned, "llm")
+        .collect()
+        .await;
+    assert_eq!(retries(owned), ["owned-1", "owned-1"]);
+}

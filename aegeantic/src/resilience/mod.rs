@@ -32,7 +32,9 @@ pub use error::{ConfigError, RateLimitError, ResilienceError};
 #[cfg(feature = "http")]
 pub use http::{classify_http, HttpError};
 pub use jitter::Jitter;
-pub use limiter::{Acquire, Acquired, Fallback, RateLimitConfig, RateLimiter, Reservation};
+pub use limiter::{
+    Acquire, Acquired, Fallback, RateLimitConfig, RateLimiter, Reservation, TryAcquire,
+};
 #[cfg(feature = "redis")]
 pub use limiter::{FailurePolicy, RedisOptions};
 pub use monitor::ResilienceMonitor;
@@ -40,5 +42,5 @@ pub use retry::{MidStream, RetryConfig, RetryConfigBuilder};
 pub use retry_on::{Classify, RetryDecision, RetryOn};
 pub use stream::{
     rate_limited_stream, resilient_stream, resumable_stream, retry_stream, AttemptError, Cursor,
-    Opener, Reopen, Resilient, ResilientStream, Resume, StreamTimeout, TimeoutKind,
+    Opener, OperationName, Reopen, Resilient, ResilientStream, Resume, StreamTimeout, TimeoutKind,
 };

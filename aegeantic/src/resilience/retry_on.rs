@@ -3,7 +3,7 @@
 use std::error::Error;
 use std::fmt;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::{StreamTimeout, TimeoutKind};
@@ -75,8 +75,15 @@ type Matcher = dyn Fn(&(dyn Error + 'static)) -> Option<RetryDecision> + Send + 
 /// ```
 #[derive(Clone)]
 pub struct RetryOn {
-    // Shared, so that cloning a policy (once per stream) never allocates.
-    rules: Arc<[Rule]>,
+    rules: Rules,
+}
+
+/// The default policy stands alone, so that cloning it (once per stream) touches no shared
+/// counter; any other list is shared, so that cloning it never allocates.
+#[derive(Clone)]
+enum Rules {
+    Transient,
+    Listed(Arc<[Rule]>),
 }
 
 #[derive(Clone)]
@@ -94,24 +101,23 @@ impl RetryOn {
     /// `BrokenPipe` or `UnexpectedEof`, a [`tokio::time::error::Elapsed`], or an attempt's
     /// own [`StreamTimeout`] (other than the operation's deadline).
     pub fn transient() -> Self {
-        Self::predicate("transient", |error| {
-            if let Some(io) = error.downcast_ref::<io::Error>() {
-                return matches!(
-                    io.kind(),
-                    io::ErrorKind::TimedOut
-                        | io::ErrorKind::ConnectionRefused
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::NotConnected
-                        | io::ErrorKind::BrokenPipe
-                        | io::ErrorKind::UnexpectedEof
-                );
-            }
-            error.is::<tokio::time::error::Elapsed>()
-                || error
-                    .downcast_ref::<StreamTimeout>()
-                    .is_some_and(|timeout| timeout.kind != TimeoutKind::Deadline)
-        })
+        RetryOn {
+            rules: Rules::Transient,
+        }
+    }
+
+    /// The rules; [`transient`](RetryOn::transient)'s one is made once per process.
+    fn rules(&self) -> &[Rule] {
+        static TRANSIENT: OnceLock<[Rule; 1]> = OnceLock::new();
+        match &self.rules {
+            Rules::Listed(rules) => rules,
+            Rules::Transient => TRANSIENT.get_or_init(|| {
+                [Rule {
+                    label: "transient".into(),
+                    decide: Arc::new(|error| is_transient(error).then_some(RetryDecision::Retry)),
+                }]
+            }),
+        }
     }
 
     /// Errors of type `E`, found by downcasting.
@@ -140,19 +146,14 @@ impl RetryOn {
     #[must_use]
     pub fn or(self, other: RetryOn) -> Self {
         RetryOn {
-            rules: self
-                .rules
-                .iter()
-                .chain(other.rules.iter())
-                .cloned()
-                .collect(),
+            rules: Rules::Listed(self.rules().iter().chain(other.rules()).cloned().collect()),
         }
     }
 
     /// What to do about `error`.
     pub fn decide(&self, error: &(dyn Error + 'static)) -> RetryDecision {
         chain(error)
-            .find_map(|link| self.rules.iter().find_map(|rule| (rule.decide)(link)))
+            .find_map(|link| self.rules().iter().find_map(|rule| (rule.decide)(link)))
             .unwrap_or(RetryDecision::DoNotRetry)
     }
 
@@ -175,12 +176,32 @@ impl RetryOn {
         D: Fn(&(dyn Error + 'static)) -> Option<RetryDecision> + Send + Sync + 'static,
     {
         RetryOn {
-            rules: Arc::new([Rule {
+            rules: Rules::Listed(Arc::new([Rule {
                 label: label.into(),
                 decide: Arc::new(decide),
-            }]),
+            }])),
         }
     }
+}
+
+/// What [`RetryOn::transient`] matches.
+fn is_transient(error: &(dyn Error + 'static)) -> bool {
+    if let Some(io) = error.downcast_ref::<io::Error>() {
+        return matches!(
+            io.kind(),
+            io::ErrorKind::TimedOut
+                | io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::NotConnected
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        );
+    }
+    error.is::<tokio::time::error::Elapsed>()
+        || error
+            .downcast_ref::<StreamTimeout>()
+            .is_some_and(|timeout| timeout.kind != TimeoutKind::Deadline)
 }
 
 /// The error and its causes, outermost first.
@@ -217,7 +238,7 @@ impl Default for RetryOn {
 
 impl fmt::Debug for RetryOn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let labels: Vec<&str> = self.rules.iter().map(|rule| &*rule.label).collect();
+        let labels: Vec<&str> = self.rules().iter().map(|rule| &*rule.label).collect();
         write!(f, "RetryOn({})", labels.join(" | "))
     }
 }

@@ -28,7 +28,7 @@
 //! So refunds keep the bound `burst + rate·D` on the tokens kept (granted minus refunded)
 //! over any span `D`.
 
-use std::sync::atomic::Ordering;
+use super::sync::Ordering;
 
 use super::{Acquired, RateLimiter};
 use crate::resilience::RateLimitError;
@@ -184,7 +184,7 @@ impl RateLimiter {
         }
     }
 
-    fn refund_local(&self, tokens: u64, booked_until: u64, refunded_before: u64) {
+    pub(super) fn refund_local(&self, tokens: u64, booked_until: u64, refunded_before: u64) {
         // Under the queue lock, so that no request books between the move of `tat` and
         // that of the waiters, and the refund total stays in step with `tat`.
         let mut waiters = self.waiters();

@@ -10,10 +10,14 @@ mod adjust;
 mod clock;
 mod config;
 mod gcra;
+#[cfg(all(test, aegeantic_loom))]
+mod loom_tests;
 #[cfg(feature = "redis")]
 mod redis;
+mod sync;
 #[cfg(test)]
 mod tests;
+mod try_acquire;
 mod waiters;
 
 #[cfg(feature = "redis")]
@@ -22,15 +26,16 @@ pub(crate) use acquire::Acquisition;
 pub use acquire::{Acquire, Acquired, Fallback};
 pub use adjust::Reservation;
 pub use config::RateLimitConfig;
+pub use try_acquire::TryAcquire;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::task::Waker;
 use tokio::time::Instant;
 
 use self::clock::Clock;
 use self::gcra::Gcra;
+use self::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 use self::waiters::Waiters;
 use super::{ConfigError, RateLimitError};
 
@@ -193,17 +198,9 @@ impl RateLimiter {
     /// # Errors
     /// As [`acquire`](RateLimiter::acquire), for requests that could never succeed, and a
     /// Redis failure under [`FailurePolicy::FailClosed`].
-    pub async fn try_acquire(&self, tokens: u32) -> Result<bool, RateLimitError> {
-        self.check(tokens)?;
-        #[cfg(feature = "redis")]
-        if let Some(redis) = &self.shared.redis {
-            return match redis.try_acquire(tokens).await? {
-                self::redis::Remote::Answer(admitted) => Ok(admitted),
-                self::redis::Remote::Fallback(Fallback::FailOpen) => Ok(true),
-                self::redis::Remote::Fallback(Fallback::Local) => Ok(self.try_take_now(tokens)),
-            };
-        }
-        Ok(self.try_take_now(tokens))
+    #[inline]
+    pub fn try_acquire(&self, tokens: u32) -> TryAcquire<'_> {
+        TryAcquire::new(self, tokens)
     }
 
     /// Tokens in the bucket now, refill included. Tokens promised to queued waiters are
@@ -237,14 +234,14 @@ impl RateLimiter {
         self.try_take(tokens, self.now()).is_some()
     }
 
+    #[inline]
     fn check(&self, tokens: u32) -> Result<(), RateLimitError> {
         let burst = self.shared.gcra.burst();
-        match tokens {
-            0 => Err(RateLimitError::ZeroTokens),
-            requested if requested > burst => {
-                Err(RateLimitError::InsufficientCapacity { requested, burst })
-            }
-            _ => Ok(()),
+        // One comparison on the hot path: zero wraps round to the largest value.
+        if tokens.wrapping_sub(1) < burst {
+            Ok(())
+        } else {
+            Err(refusal(tokens, burst))
         }
     }
 
@@ -258,7 +255,9 @@ impl RateLimiter {
         self.shared.clock.deadline(at)
     }
 
-    /// Tokens left at `now` in a bucket whose `tat` is `tat`.
+    /// Tokens left at `now` in a bucket whose `tat` is `tat`. Inlined: every ready
+    /// `acquire` reports it, and the call cost more than the arithmetic.
+    #[inline]
     fn remaining(&self, tat: u64, now: u64) -> f64 {
         self.shared.gcra.tokens(tat, now).max(0.0)
     }
@@ -328,13 +327,23 @@ impl RateLimiter {
     }
 
     /// Removes a waiter that gave up, handing back its place if its instant is ahead.
+    ///
+    /// The place goes back only if `tat` is still where the last booking left it (the last
+    /// waiter's instant plus the tolerance): a grant made without the lock since then found
+    /// every waiter due, this one included, so its tokens already counted as taken, even
+    /// if this waiter's clock reading, taken before the lock, says otherwise.
     fn cancel(&self, id: u64) {
         let now = self.now();
         let mut waiters = self.waiters();
-        let shift = waiters.cancel(id, now, self.shared.gcra.interval());
-        if shift > 0 {
-            self.shared.tat.0.fetch_sub(shift, Ordering::Relaxed);
-        }
+        let tolerance = self.shared.gcra.tolerance();
+        waiters.cancel(id, now, self.shared.gcra.interval(), |last, shift| {
+            let booked = last + tolerance;
+            self.shared
+                .tat
+                .0
+                .compare_exchange(booked, booked - shift, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        });
     }
 
     fn waiters(&self) -> MutexGuard<'_, Waiters> {
@@ -343,6 +352,17 @@ impl RateLimiter {
             .waiters
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Why a request that can never succeed is refused; out of line, so that the check stays
+/// one comparison where it is inlined.
+#[cold]
+fn refusal(requested: u32, burst: u32) -> RateLimitError {
+    if requested == 0 {
+        RateLimitError::ZeroTokens
+    } else {
+        RateLimitError::InsufficientCapacity { requested, burst }
     }
 }
 

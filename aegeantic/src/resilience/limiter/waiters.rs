@@ -62,22 +62,28 @@ impl Waiters {
         Some(granted.admit_at)
     }
 
-    /// Removes a waiter that gave up at `now`. If its instant is still ahead, it hands back
-    /// its tokens: the waiters behind it move `tokens · interval` earlier. Returns how far
-    /// the bucket's `tat` must move back (zero once the instant has passed, since from then
-    /// on the tokens counted as granted).
-    pub(crate) fn cancel(&mut self, id: u64, now: u64, interval: u64) -> u64 {
-        let Ok(index) = self.index(id) else { return 0 };
+    /// Removes a waiter that gave up at `now`. If its instant is still ahead, it offers its
+    /// tokens back: `give_back(booked_to, shift)` is asked to move the bucket's `tat` back
+    /// by `shift` from `booked_to`, the `tat` the last booking left, and says whether it
+    /// did. Only then do the waiters behind move `shift` earlier. (Once the instant has
+    /// passed, the tokens counted as granted.)
+    pub(crate) fn cancel(
+        &mut self,
+        id: u64,
+        now: u64,
+        interval: u64,
+        give_back: impl FnOnce(u64, u64) -> bool,
+    ) {
+        let Ok(index) = self.index(id) else { return };
+        let Some(last) = self.queue.back().map(|last| last.admit_at) else {
+            return;
+        };
         let Some(gone) = self.queue.remove(index) else {
-            return 0;
+            return;
         };
-        let shift = if gone.admit_at > now {
-            u64::from(gone.tokens) * interval
-        } else {
-            0
-        };
-        self.move_up(index, shift);
-        shift
+        let shift = u64::from(gone.tokens) * interval;
+        let given_back = gone.admit_at > now && give_back(last, shift);
+        self.move_up(index, if given_back { shift } else { 0 });
     }
 
     /// Moves every waiter `shift` nanoseconds earlier: tokens came back to the bucket.

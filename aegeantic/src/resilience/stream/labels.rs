@@ -1,5 +1,7 @@
 //! What a stream's events say about it, and how they are made.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,9 +9,103 @@ use crate::events::{unix_now, CircuitEvent, OperationType, RateLimitEvent, Retry
 use crate::resilience::limiter::Acquired;
 use crate::resilience::{TimeoutKind, Transition};
 
+/// The name a stream's events give its operation.
+///
+/// A string literal is kept as it is: most streams emit no event, and those that do share
+/// one copy of the name among all their events. Anything else is shared from the start.
+#[derive(Clone)]
+pub struct OperationName(Name);
+
+#[derive(Clone)]
+enum Name {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl OperationName {
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Name::Static(name) => name,
+            Name::Shared(name) => name,
+        }
+    }
+
+    /// The name as events carry it, made now.
+    pub(super) fn into_shared(self) -> Self {
+        match self.0 {
+            Name::Static(name) => OperationName(Name::Shared(name.into())),
+            shared => OperationName(shared),
+        }
+    }
+
+    /// The name as events carry it, made on the first event and kept for the others.
+    fn shared(&mut self) -> Arc<str> {
+        match &self.0 {
+            Name::Static(name) => {
+                let shared: Arc<str> = Arc::from(*name);
+                self.0 = Name::Shared(shared.clone());
+                shared
+            }
+            Name::Shared(name) => name.clone(),
+        }
+    }
+}
+
+impl From<&'static str> for OperationName {
+    fn from(name: &'static str) -> Self {
+        OperationName(Name::Static(name))
+    }
+}
+
+impl From<Arc<str>> for OperationName {
+    fn from(name: Arc<str>) -> Self {
+        OperationName(Name::Shared(name))
+    }
+}
+
+impl From<&Arc<str>> for OperationName {
+    fn from(name: &Arc<str>) -> Self {
+        OperationName(Name::Shared(name.clone()))
+    }
+}
+
+impl From<String> for OperationName {
+    fn from(name: String) -> Self {
+        OperationName(Name::Shared(name.into()))
+    }
+}
+
+impl From<Box<str>> for OperationName {
+    fn from(name: Box<str>) -> Self {
+        OperationName(Name::Shared(name.into()))
+    }
+}
+
+impl From<Cow<'static, str>> for OperationName {
+    fn from(name: Cow<'static, str>) -> Self {
+        match name {
+            Cow::Borrowed(name) => name.into(),
+            Cow::Owned(name) => name.into(),
+        }
+    }
+}
+
+impl fmt::Display for OperationName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for OperationName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct Labels {
-    pub(super) operation_name: Arc<str>,
+    pub(super) operation_name: OperationName,
     pub(super) operation_type: OperationType,
     pub(super) step_id: Option<Arc<str>>,
 }
@@ -26,10 +122,10 @@ pub(super) struct Retry {
 }
 
 impl Labels {
-    pub(super) fn retry(&self, retry: Retry) -> RetryEvent {
+    pub(super) fn retry(&mut self, retry: Retry) -> RetryEvent {
         let event = RetryEvent {
             operation_type: self.operation_type.clone(),
-            operation_name: self.operation_name.clone(),
+            operation_name: self.operation_name.shared(),
             attempt: retry.attempt,
             max_attempts: retry.max_attempts,
             error: retry.error,
@@ -55,16 +151,16 @@ impl Labels {
         event
     }
 
-    pub(super) fn rate_limit(&self, acquired: Acquired) -> RateLimitEvent {
+    pub(super) fn rate_limit(&mut self, acquired: Acquired) -> RateLimitEvent {
         RateLimitEvent {
             step_id: self.step_id.clone(),
-            ..RateLimitEvent::granted(self.operation_name.clone(), &acquired)
+            ..RateLimitEvent::granted(self.operation_name.shared(), &acquired)
         }
     }
 
-    pub(super) fn circuit(&self, transition: Transition) -> CircuitEvent {
+    pub(super) fn circuit(&mut self, transition: Transition) -> CircuitEvent {
         let event = CircuitEvent {
-            operation_name: self.operation_name.clone(),
+            operation_name: self.operation_name.shared(),
             from: transition.from,
             to: transition.to,
             failure_ratio: transition.failure_ratio,

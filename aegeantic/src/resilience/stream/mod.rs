@@ -9,11 +9,11 @@ mod open;
 mod resilient;
 
 pub use failure::{AttemptError, StreamTimeout, TimeoutKind};
+pub use labels::OperationName;
 pub use open::{Cursor, Opener, Reopen, Resume};
 pub use resilient::ResilientStream;
 
 use std::error::Error;
-use std::sync::Arc;
 
 use futures_core::Stream;
 
@@ -104,7 +104,7 @@ impl<T> AsEventRef for Resilient<T> {
 pub fn retry_stream<F, S, T, E>(
     factory: F,
     config: RetryConfig,
-    operation_name: impl Into<Arc<str>>,
+    operation_name: impl Into<OperationName>,
     operation_type: impl Into<OperationType>,
 ) -> ResilientStream<Reopen<F>, S>
 where
@@ -127,7 +127,7 @@ where
 pub fn rate_limited_stream<F, S, T, E>(
     factory: F,
     limiter: RateLimiter,
-    operation_name: impl Into<Arc<str>>,
+    operation_name: impl Into<OperationName>,
 ) -> ResilientStream<Reopen<F>, S>
 where
     F: FnMut() -> S,
@@ -152,7 +152,7 @@ pub fn resilient_stream<F, S, T, E>(
     factory: F,
     retry_config: Option<RetryConfig>,
     rate_limiter: Option<RateLimiter>,
-    operation_name: impl Into<Arc<str>>,
+    operation_name: impl Into<OperationName>,
     operation_type: impl Into<OperationType>,
 ) -> ResilientStream<Reopen<F>, S>
 where
@@ -200,7 +200,7 @@ where
 pub fn resumable_stream<F, S, T, E>(
     factory: F,
     config: RetryConfig,
-    operation_name: impl Into<Arc<str>>,
+    operation_name: impl Into<OperationName>,
     operation_type: impl Into<OperationType>,
 ) -> ResilientStream<Resume<F, T>, S>
 where

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::failure::{AttemptError, Limits, StreamTimeout, TimeoutKind};
-use super::labels::{Labels, Retry};
+use super::labels::{Labels, OperationName, Retry};
 use super::open::Opener;
 use super::Resilient;
 use crate::events::OperationType;
@@ -44,14 +44,12 @@ pin_project! {
         attempt: u32,
         // Items delivered by the current attempt.
         delivered: u64,
-        // When the first attempt started.
+        // When the first attempt started, if the operation has a deadline.
         started: Option<Instant>,
         previous_delay: Option<Duration>,
         call: Option<Call>,
-        limits: Option<Limits>,
-        // The nearest time limit of the running attempt and the timer set for it; boxed so
-        // that the adapter is `Unpin` whenever the wrapped stream is.
-        timer: Option<(StreamTimeout, Pin<Box<Sleep>>)>,
+        // The running attempt's time limits, if it has any.
+        timer: Option<Pin<Box<Timer>>>,
         // An attempt's end, held back while a circuit event goes out first.
         settling: Option<End<S::Item>>,
         #[pin]
@@ -68,6 +66,21 @@ pin_project! {
         Streaming { #[pin] stream: S },
         Backoff { sleep: Pin<Box<Sleep>>, drain: Option<Drain> },
         Done,
+    }
+}
+
+pin_project! {
+    /// An attempt's time limits and the timer set for the nearest. Boxed, limits and timer
+    /// together: a stream without limits then carries one pointer rather than both (the
+    /// adapter is moved whole, and its size is most of the cost of an attempt that succeeds
+    /// at once), a stream with limits allocates no more than the timer alone did, and the
+    /// adapter stays `Unpin` whenever the wrapped stream is.
+    struct Timer {
+        limits: Limits,
+        // The limit the timer is set for; `None` while no limit applies.
+        armed: Option<StreamTimeout>,
+        #[pin]
+        sleep: Sleep,
     }
 }
 
@@ -88,9 +101,16 @@ impl<O, S: Stream> ResilientStream<O, S> {
         opener: O,
         retry: Option<RetryConfig>,
         limiter: Option<RateLimiter>,
-        operation_name: Arc<str>,
+        operation_name: OperationName,
         operation_type: OperationType,
     ) -> Self {
+        // With a limiter every attempt emits an event: share the name before the first
+        // attempt rather than while the stream is read.
+        let operation_name = if limiter.is_some() {
+            operation_name.into_shared()
+        } else {
+            operation_name
+        };
         ResilientStream {
             opener,
             retry,
@@ -106,7 +126,6 @@ impl<O, S: Stream> ResilientStream<O, S> {
             started: None,
             previous_delay: None,
             call: None,
-            limits: None,
             timer: None,
             settling: None,
             state: State::Start,
@@ -150,7 +169,8 @@ where
                 }
                 StateProj::Acquiring { acquisition } => {
                     let limiter = this.limiter.as_ref().expect("acquiring needs a limiter");
-                    match ready!(acquisition.poll(limiter, &this.labels.operation_name, cx)) {
+                    match ready!(acquisition.poll(limiter, this.labels.operation_name.as_str(), cx))
+                    {
                         Ok(acquired) => {
                             let event = this.labels.rate_limit(acquired);
                             open::<O, S, T>(&mut this);
@@ -168,18 +188,29 @@ where
                         Poll::Ready(Some(Ok(item))) => {
                             *this.delivered += 1;
                             this.opener.delivered(&item);
-                            rearm_timer(&mut this, true);
+                            rearm_timer(&mut this);
                             return Poll::Ready(Some(Ok(Resilient::Item(item))));
                         }
                         Poll::Ready(Some(Err(error))) => End::Item(Err(error)),
+                        Poll::Ready(None) if this.call.is_none() => {
+                            // The common end, with no breaker to tell: nothing to decide,
+                            // and no `End` to build and move, which costs more than the rest.
+                            this.state.set(State::Done);
+                            *this.timer = None;
+                            return Poll::Ready(None);
+                        }
                         Poll::Ready(None) => End::Finished,
-                        Poll::Pending => match this.timer.as_mut() {
-                            Some((timeout, sleep)) => {
-                                ready!(sleep.as_mut().poll(cx));
-                                End::TimedOut(*timeout)
-                            }
-                            None => return Poll::Pending,
-                        },
+                        Poll::Pending => {
+                            let Some(timer) = this.timer.as_mut() else {
+                                return Poll::Pending;
+                            };
+                            let timer = timer.as_mut().project();
+                            let Some(timeout) = *timer.armed else {
+                                return Poll::Pending;
+                            };
+                            ready!(timer.sleep.poll(cx));
+                            End::TimedOut(timeout)
+                        }
                     };
                     // Replacing the state drops the finished stream before anything waits.
                     this.state.set(State::Done);
@@ -211,7 +242,15 @@ where
     *this.attempt += 1;
     *this.delivered = 0;
     if *this.attempt == 1 {
-        *this.started = Some(Instant::now());
+        // Read only for the operation's deadline: a clock read costs as much as the rest of
+        // an attempt that succeeds at once.
+        if this
+            .retry
+            .as_ref()
+            .is_some_and(|retry| retry.max_elapsed().is_some())
+        {
+            *this.started = Some(Instant::now());
+        }
         if let Some(budget) = this.retry.as_ref().and_then(RetryConfig::budget) {
             budget.deposit();
         }
@@ -239,7 +278,9 @@ where
     event
 }
 
-/// Opens the attempt's stream and arms its time limits.
+/// Opens the attempt's stream and arms its time limits. Inlined: a stream that succeeds at
+/// once spends a fair share of its time on the call.
+#[inline]
 fn open<O, S, T>(this: &mut Projection<'_, O, S>)
 where
     O: Opener<T, Stream = S>,
@@ -252,31 +293,37 @@ where
     let stream = Opener::<T>::open(this.opener);
     this.state.set(State::Streaming { stream });
     let end = operation_end(this);
-    *this.limits = match this.retry.as_ref().map(RetryConfig::timeouts) {
+    *this.timer = match this.retry.as_ref().map(RetryConfig::timeouts) {
         Some(timeouts) if timeouts.any() || end.is_some() => {
-            Some(Limits::new(timeouts, end, Instant::now()))
+            let now = Instant::now();
+            let limits = Limits::new(timeouts, end, now);
+            let nearest = limits.nearest(None);
+            Some(Box::pin(Timer {
+                limits,
+                armed: nearest.map(|(_, timeout)| timeout),
+                // Polled only while armed; until then its instant does not matter.
+                sleep: tokio::time::sleep_until(nearest.map_or(now, |(at, _)| at)),
+            }))
         }
         _ => None,
     };
-    rearm_timer(this, false);
 }
 
-/// Points the timer at the nearest limit, after an item (`item`) or at the start.
-fn rearm_timer<O, S: Stream>(this: &mut Projection<'_, O, S>, item: bool) {
-    let Some(limits) = this.limits.as_ref() else {
+/// Points the timer at the nearest limit after an item. Inlined: it runs after every item
+/// and for most streams is a test that there are no limits.
+#[inline]
+fn rearm_timer<O, S: Stream>(this: &mut Projection<'_, O, S>) {
+    let Some(timer) = this.timer.as_mut() else {
         return;
     };
-    let last_item = item.then(Instant::now);
-    match (limits.nearest(last_item), this.timer.as_mut()) {
-        (None, _) => *this.timer = None,
-        (Some((at, timeout)), Some((current, sleep))) => {
-            *current = timeout;
-            sleep.as_mut().reset(at);
+    let timer = timer.as_mut().project();
+    *timer.armed = match timer.limits.nearest(Some(Instant::now())) {
+        Some((at, timeout)) => {
+            timer.sleep.reset(at);
+            Some(timeout)
         }
-        (Some((at, timeout)), None) => {
-            *this.timer = Some((timeout, Box::pin(tokio::time::sleep_until(at))));
-        }
-    }
+        None => None,
+    };
 }
 
 /// When the operation must end, if `max_elapsed` is set.

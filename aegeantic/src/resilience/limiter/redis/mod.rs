@@ -329,6 +329,16 @@ impl RateLimiter {
         self.shared.redis.is_some()
     }
 
+    /// Tries Redis, applying the failure policy when Redis cannot answer.
+    pub(super) async fn try_acquire_remote(&self, tokens: u32) -> Result<bool, RateLimitError> {
+        let redis = self.shared.redis.as_ref().expect("a Redis-backed limiter");
+        Ok(match redis.try_acquire(tokens).await? {
+            Remote::Answer(admitted) => admitted,
+            Remote::Fallback(Fallback::FailOpen) => true,
+            Remote::Fallback(Fallback::Local) => self.try_take_now(tokens),
+        })
+    }
+
     /// Acquires through Redis, applying the failure policy when Redis cannot answer.
     pub(super) async fn acquire_remote(&self, tokens: u32) -> Result<Acquired, RateLimitError> {
         let redis = self.shared.redis.as_ref().expect("a Redis-backed limiter");
