@@ -63,10 +63,10 @@ impl Waiters {
     }
 
     /// Removes a waiter that gave up at `now`. If its instant is still ahead, it offers its
-    /// tokens back: `give_back(booked_to, shift)` is asked to move the bucket's `tat` back
-    /// by `shift` from `booked_to`, the `tat` the last booking left, and says whether it
-    /// did. Only then do the waiters behind move `shift` earlier. (Once the instant has
-    /// passed, the tokens counted as granted.)
+    /// tokens back: `give_back(last, shift)`, told the instant of the last waiter queued,
+    /// is asked to move the bucket's `tat` back by `shift` and says whether it did. Only
+    /// then do the waiters behind move `shift` earlier. (Once the instant has passed, the
+    /// tokens counted as granted.)
     pub(crate) fn cancel(
         &mut self,
         id: u64,

@@ -72,9 +72,9 @@ pin_project! {
 pin_project! {
     /// An attempt's time limits and the timer set for the nearest. Boxed, limits and timer
     /// together: a stream without limits then carries one pointer rather than both (the
-    /// adapter is moved whole, and its size is most of the cost of an attempt that succeeds
-    /// at once), a stream with limits allocates no more than the timer alone did, and the
-    /// adapter stays `Unpin` whenever the wrapped stream is.
+    /// adapter is moved whole, and a stream that succeeds at once pays for every byte), a
+    /// stream with limits allocates no more than the timer alone did, and the adapter
+    /// stays `Unpin` whenever the wrapped stream is.
     struct Timer {
         limits: Limits,
         // The limit the timer is set for; `None` while no limit applies.
@@ -194,7 +194,8 @@ where
                         Poll::Ready(Some(Err(error))) => End::Item(Err(error)),
                         Poll::Ready(None) if this.call.is_none() => {
                             // The common end, with no breaker to tell: nothing to decide,
-                            // and no `End` to build and move, which costs more than the rest.
+                            // and no `End` to build and read back (a store-forwarding stall,
+                            // the costliest instruction of this poll when it was built).
                             this.state.set(State::Done);
                             *this.timer = None;
                             return Poll::Ready(None);
