@@ -158,8 +158,12 @@ where
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output<T, E>> {
         loop {
             let mut this = self.as_mut().project();
-            if let Some(end) = this.settling.take() {
-                return Poll::Ready(settle::<O, S, T, E>(&mut this, end));
+            // Checked before taken: taking moves the whole `End`, an item wide, on every
+            // poll, and this runs once per item.
+            if this.settling.is_some() {
+                if let Some(end) = this.settling.take() {
+                    return Poll::Ready(settle::<O, S, T, E>(&mut this, end));
+                }
             }
             match this.state.as_mut().project() {
                 StateProj::Start => {
