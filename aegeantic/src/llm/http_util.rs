@@ -135,38 +135,45 @@ where
     }
 }
 
+/// Response headers for the providers' unit tests.
+#[cfg(test)]
+pub(super) fn header_map(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.insert(
+            *name,
+            reqwest::header::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
 
     #[test]
     fn retry_after_ms_wins_then_seconds_then_dates() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let both = headers(&[("retry-after-ms", "250"), ("retry-after", "3")]);
+        let both = header_map(&[("retry-after-ms", "250"), ("retry-after", "3")]);
         assert_eq!(server_delay(&both, now), Some(Duration::from_millis(250)));
-        let secs = headers(&[("retry-after", "2")]);
+        let secs = header_map(&[("retry-after", "2")]);
         assert_eq!(server_delay(&secs, now), Some(Duration::from_secs(2)));
         let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        let dated = headers(&[("retry-after", &date)]);
+        let dated = header_map(&[("retry-after", &date)]);
         assert_eq!(server_delay(&dated, now), Some(Duration::from_secs(30)));
-        let past = headers(&[("retry-after", &httpdate::fmt_http_date(now))]);
+        let past = header_map(&[("retry-after", &httpdate::fmt_http_date(now))]);
         assert_eq!(
             server_delay(&past, now + Duration::from_secs(5)),
             Some(Duration::ZERO)
         );
         assert_eq!(
-            server_delay(&headers(&[("retry-after", "soon")]), now),
+            server_delay(&header_map(&[("retry-after", "soon")]), now),
             None
         );
-        assert_eq!(server_delay(&headers(&[("retry-after", "-1")]), now), None);
+        assert_eq!(
+            server_delay(&header_map(&[("retry-after", "-1")]), now),
+            None
+        );
     }
 }

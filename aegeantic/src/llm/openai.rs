@@ -424,16 +424,8 @@ fn stream_error(value: Value, redactor: &Redactor) -> LlmError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::http_util::header_map;
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
 
     #[test]
     fn error_bodies_are_classified_and_scrubbed() {
@@ -445,7 +437,12 @@ mod tests {
         let quota =
             r#"{"error":{"message":"no","type":"insufficient_quota","code":"insufficient_quota"}}"#;
         assert!(!http_error(429, &HeaderMap::new(), quota, &redactor).is_transient());
-        let busy = http_error(429, &headers(&[("x-should-retry", "false")]), "", &redactor);
+        let busy = http_error(
+            429,
+            &header_map(&[("x-should-retry", "false")]),
+            "",
+            &redactor,
+        );
         assert!(!busy.is_transient());
     }
 
