@@ -4,8 +4,8 @@ use reqwest::header::HeaderMap;
 use serde_json::json;
 
 use super::headers::{parse_rfc3339, quota};
-use super::wire::{http_error, request_body, Decoder, Step};
-use crate::llm::http_util::{header_map, ApiKey, Redactor};
+use super::wire::{http_error, request_body, Decoder};
+use crate::llm::http_util::{header_map, ApiKey, Redactor, Step};
 use crate::llm::sse::SseEvent;
 use crate::llm::{
     FinishReason, LlmChunk, LlmError, LlmRequest, Message, QuotaWindow, ToolCall, ToolCallDelta,
