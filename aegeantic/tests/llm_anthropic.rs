@@ -2,13 +2,15 @@
 //! Real time: bounds are loose enough for a loaded machine, waits are short.
 #![cfg(all(feature = "anthropic", feature = "fault-server"))]
 
+#[path = "common/llm.rs"]
+mod llm_common;
+
 use std::time::{Duration, SystemTime};
 
 use aegeantic::llm::{
-    llm_retry_on, Anthropic, AnthropicConfig, FinishReason, LlmChunk, LlmError, LlmProvider,
-    LlmRequest, Message, ResilientProvider, ToolCallDelta, ToolSpec, Usage,
+    Anthropic, AnthropicConfig, FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, Message,
+    ResilientProvider, ToolCallDelta, ToolSpec, Usage,
 };
-use aegeantic::resilience::{ResilienceError, Resilient, RetryConfig};
 use aegeantic::testing::{AnthropicEnd, AnthropicReply, AnthropicServer};
 use futures::StreamExt;
 use serde_json::json;
@@ -30,14 +32,7 @@ fn provider(server: &AnthropicServer) -> Anthropic {
 }
 
 fn resilient(server: &AnthropicServer) -> ResilientProvider<Anthropic> {
-    let retry = RetryConfig::builder()
-        .max_attempts(4)
-        .base_delay(Duration::from_millis(10))
-        .jitter(false)
-        .retry_on(llm_retry_on())
-        .build()
-        .unwrap();
-    ResilientProvider::new(provider(server)).retry(retry)
+    ResilientProvider::new(provider(server)).retry(llm_common::retry())
 }
 
 fn request() -> LlmRequest {
@@ -48,24 +43,8 @@ async fn chunks(provider: &impl LlmProvider) -> Vec<Result<LlmChunk, LlmError>> 
     provider.stream(&request()).collect().await
 }
 
-/// `item:text`, `retry:attempt(delivered)`, `err:attempts`, `fin`, `usage`.
 async fn transcript(provider: &ResilientProvider<Anthropic>) -> Vec<String> {
-    provider
-        .stream_events(&request())
-        .map(|item| match item {
-            Ok(Resilient::Item(LlmChunk::Text(text))) => format!("item:{text}"),
-            Ok(Resilient::Item(LlmChunk::Finish(_))) => "fin".into(),
-            Ok(Resilient::Item(LlmChunk::Usage(_))) => "usage".into(),
-            Ok(Resilient::Item(other)) => format!("{other:?}"),
-            Ok(Resilient::Retry(event)) => {
-                format!("retry:{}({})", event.attempt, event.items_delivered)
-            }
-            Ok(other) => format!("{other:?}"),
-            Err(ResilienceError::Operation { attempts, .. }) => format!("err:{attempts}"),
-            Err(other) => format!("error:{other}"),
-        })
-        .collect()
-        .await
+    llm_common::transcript(provider, &request()).await
 }
 
 const OK_TAIL: [&str; 4] = ["item:Hel", "item:lo", "fin", "usage"];

@@ -2,15 +2,16 @@
 //! Real time: bounds are loose enough for a loaded machine, waits are short.
 #![cfg(all(feature = "openai", feature = "fault-server"))]
 
+#[path = "common/llm.rs"]
+mod llm_common;
+
 use std::time::{Duration, Instant};
 
 use aegeantic::llm::{
-    llm_retry_on, FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, Message,
-    OpenAiCompatible, OpenAiConfig, ResilientProvider, Usage,
+    FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, Message, OpenAiCompatible,
+    OpenAiConfig, ResilientProvider, Usage,
 };
-use aegeantic::resilience::{
-    RateLimitConfig, RateLimiter, ResilienceError, Resilient, RetryConfig,
-};
+use aegeantic::resilience::{RateLimitConfig, RateLimiter};
 use aegeantic::testing::{FaultServer, Reply, StreamEnd};
 use futures::StreamExt;
 use serde_json::json;
@@ -25,14 +26,7 @@ fn provider(server: &FaultServer) -> OpenAiCompatible {
 }
 
 fn resilient(server: &FaultServer) -> ResilientProvider<OpenAiCompatible> {
-    let retry = RetryConfig::builder()
-        .max_attempts(4)
-        .base_delay(Duration::from_millis(10))
-        .jitter(false)
-        .retry_on(llm_retry_on())
-        .build()
-        .unwrap();
-    ResilientProvider::new(provider(server)).retry(retry)
+    ResilientProvider::new(provider(server)).retry(llm_common::retry())
 }
 
 fn request() -> LlmRequest {
@@ -43,25 +37,8 @@ async fn chunks(provider: &impl LlmProvider) -> Vec<Result<LlmChunk, LlmError>> 
     provider.stream(&request()).collect().await
 }
 
-/// `item:text`, `retry:attempt(delivered)`, `rate`, `err:attempts`, `fin`, `usage`.
 async fn transcript(provider: &ResilientProvider<OpenAiCompatible>) -> Vec<String> {
-    provider
-        .stream_events(&request())
-        .map(|item| match item {
-            Ok(Resilient::Item(LlmChunk::Text(text))) => format!("item:{text}"),
-            Ok(Resilient::Item(LlmChunk::Finish(_))) => "fin".into(),
-            Ok(Resilient::Item(LlmChunk::Usage(_))) => "usage".into(),
-            Ok(Resilient::Item(other)) => format!("{other:?}"),
-            Ok(Resilient::Retry(event)) => {
-                format!("retry:{}({})", event.attempt, event.items_delivered)
-            }
-            Ok(Resilient::RateLimit(_)) => "rate".into(),
-            Ok(other) => format!("{other:?}"),
-            Err(ResilienceError::Operation { attempts, .. }) => format!("err:{attempts}"),
-            Err(other) => format!("error:{other}"),
-        })
-        .collect()
-        .await
+    llm_common::transcript(provider, &request()).await
 }
 
 fn ok_tail() -> [&'static str; 4] {

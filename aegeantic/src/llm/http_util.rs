@@ -1,5 +1,6 @@
-//! What the HTTP providers share: the redacted [`ApiKey`], transport-error mapping, the
-//! timeouts around sending and reading, and the `retry-after` headers.
+//! What the HTTP providers share: the redacted [`ApiKey`], the client, transport-error
+//! mapping, the timeouts around sending and reading, the `retry-after` headers, and the
+//! streamed exchange itself.
 
 use std::fmt;
 use std::io;
@@ -9,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use futures_util::{Stream, StreamExt};
 use reqwest::header::HeaderMap;
 
-use super::LlmError;
+use super::sse::{SseEvent, SseParser};
+use super::{LlmChunk, LlmError, LlmStream, Quota};
 
 /// An API key. It has no `Display`, its `Debug` prints `ApiKey(<redacted>)`, and
 /// provider errors are scrubbed of it, so it cannot leak into logs or events by accident.
@@ -36,6 +38,21 @@ impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ApiKey(<redacted>)")
     }
+}
+
+/// The variable `name` when it is set and not empty: an empty one means "not configured",
+/// as an unset one does.
+pub(super) fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// A client that limits only connecting: the other limits are per request, in [`send`]
+/// and [`next_bytes`].
+pub(super) fn client(connect_timeout: Duration) -> Result<reqwest::Client, LlmError> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .build()
+        .map_err(|error| LlmError::Config(error.without_url().to_string()))
 }
 
 /// Removes the API key from text that came from the server, which may echo it.
@@ -94,7 +111,7 @@ pub(super) fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Durat
 }
 
 /// Sends a request, waiting at most `response_timeout` for the response headers.
-pub(super) async fn send(
+async fn send(
     builder: reqwest::RequestBuilder,
     response_timeout: Duration,
 ) -> Result<reqwest::Response, LlmError> {
@@ -110,7 +127,7 @@ pub(super) async fn send(
 
 /// The body of an error answer, or nothing when it does not arrive in time: the status
 /// alone still classifies the error.
-pub(super) async fn error_text(response: reqwest::Response, idle_timeout: Duration) -> String {
+async fn error_text(response: reqwest::Response, idle_timeout: Duration) -> String {
     tokio::time::timeout(idle_timeout, response.text())
         .await
         .ok()
@@ -120,10 +137,7 @@ pub(super) async fn error_text(response: reqwest::Response, idle_timeout: Durati
 
 /// The next piece of a body, `Ok(None)` at its end, or [`LlmError::Idle`] after
 /// `idle_timeout` of silence.
-pub(super) async fn next_bytes<B, T>(
-    body: &mut B,
-    idle_timeout: Duration,
-) -> Result<Option<T>, LlmError>
+async fn next_bytes<B, T>(body: &mut B, idle_timeout: Duration) -> Result<Option<T>, LlmError>
 where
     B: Stream<Item = reqwest::Result<T>> + Unpin,
 {
@@ -135,38 +149,141 @@ where
     }
 }
 
+/// What a provider makes of one server-sent event.
+#[derive(Debug, PartialEq)]
+pub(super) enum Step {
+    /// Chunks to pass on (possibly none).
+    Chunks(Vec<LlmChunk>),
+    /// The provider's end-of-answer marker: the answer is complete.
+    Stop,
+}
+
+/// One streamed request, up to its response's events; the provider decodes those.
+pub(super) struct Exchange {
+    /// The request, or why it could not be built: that error is the stream's only item.
+    pub(super) request: Result<reqwest::RequestBuilder, LlmError>,
+    pub(super) response_timeout: Duration,
+    pub(super) idle_timeout: Duration,
+    pub(super) redactor: Redactor,
+    /// The error an unsuccessful status and its body stand for.
+    pub(super) http_error: fn(u16, &HeaderMap, &str, &Redactor) -> LlmError,
+    /// The server's rate-limit headers, yielded first when there are any.
+    pub(super) quota: fn(&HeaderMap) -> Quota,
+}
+
+impl Exchange {
+    /// Sends the request and passes on what `decode` makes of each event, until it says
+    /// [`Step::Stop`]. The first error ends the stream.
+    pub(super) fn stream<D>(self, mut decode: D) -> LlmStream
+    where
+        D: FnMut(&SseEvent, &Redactor) -> Result<Step, LlmError> + Send + 'static,
+    {
+        let Exchange {
+            request,
+            response_timeout,
+            idle_timeout,
+            redactor,
+            http_error,
+            quota,
+        } = self;
+        Box::pin(async_stream::stream! {
+            let builder = match request {
+                Ok(builder) => builder,
+                Err(error) => {
+                    yield Err(error);
+                    return;
+                }
+            };
+            let response = match send(builder, response_timeout).await {
+                Ok(response) => response,
+                Err(error) => {
+                    yield Err(error);
+                    return;
+                }
+            };
+            let status = response.status();
+            if !status.is_success() {
+                let headers = response.headers().clone();
+                let text = error_text(response, idle_timeout).await;
+                yield Err(http_error(status.as_u16(), &headers, &text, &redactor));
+                return;
+            }
+            let quota = quota(response.headers());
+            if !quota.is_empty() {
+                yield Ok(LlmChunk::Quota(quota));
+            }
+            let mut body = response.bytes_stream();
+            let mut parser = SseParser::new();
+            loop {
+                let bytes = match next_bytes(&mut body, idle_timeout).await {
+                    Ok(Some(bytes)) => bytes,
+                    Ok(None) => break,
+                    Err(error) => {
+                        yield Err(error);
+                        return;
+                    }
+                };
+                for event in parser.push(&bytes) {
+                    match decode(&event, &redactor) {
+                        Ok(Step::Chunks(chunks)) => {
+                            for chunk in chunks {
+                                yield Ok(chunk);
+                            }
+                        }
+                        Ok(Step::Stop) => return,
+                        Err(error) => {
+                            yield Err(error);
+                            return;
+                        }
+                    }
+                }
+            }
+            // Most clients take a clean close without the end marker as success, and
+            // silently lose the end of the answer.
+            yield Err(LlmError::truncated());
+        })
+    }
+}
+
+/// Response headers for the providers' unit tests.
+#[cfg(test)]
+pub(super) fn header_map(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.insert(
+            *name,
+            reqwest::header::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
 
     #[test]
     fn retry_after_ms_wins_then_seconds_then_dates() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let both = headers(&[("retry-after-ms", "250"), ("retry-after", "3")]);
+        let both = header_map(&[("retry-after-ms", "250"), ("retry-after", "3")]);
         assert_eq!(server_delay(&both, now), Some(Duration::from_millis(250)));
-        let secs = headers(&[("retry-after", "2")]);
+        let secs = header_map(&[("retry-after", "2")]);
         assert_eq!(server_delay(&secs, now), Some(Duration::from_secs(2)));
         let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        let dated = headers(&[("retry-after", &date)]);
+        let dated = header_map(&[("retry-after", &date)]);
         assert_eq!(server_delay(&dated, now), Some(Duration::from_secs(30)));
-        let past = headers(&[("retry-after", &httpdate::fmt_http_date(now))]);
+        let past = header_map(&[("retry-after", &httpdate::fmt_http_date(now))]);
         assert_eq!(
             server_delay(&past, now + Duration::from_secs(5)),
             Some(Duration::ZERO)
         );
         assert_eq!(
-            server_delay(&headers(&[("retry-after", "soon")]), now),
+            server_delay(&header_map(&[("retry-after", "soon")]), now),
             None
         );
-        assert_eq!(server_delay(&headers(&[("retry-after", "-1")]), now), None);
+        assert_eq!(
+            server_delay(&header_map(&[("retry-after", "-1")]), now),
+            None
+        );
     }
 }

@@ -10,7 +10,8 @@
 //! | `resilient`  | [`ResilientProvider`]: retry and rate limiting with events       |
 //! | `tokens`     | tokens-per-minute reservations and quota corrections            |
 //! | `sse`        | a small server-sent-events parser                               |
-//! | `http_util`  | what the HTTP providers share: [`ApiKey`], timeouts, retry-after |
+//! | `http_util`  | what the HTTP providers share: [`ApiKey`], timeouts, retry-after, |
+//! |              | the streamed exchange                                            |
 //! | `openai`     | [`OpenAiCompatible`] (feature `openai`)                          |
 //! | `anthropic`  | [`Anthropic`], the Messages API (feature `anthropic`)            |
 

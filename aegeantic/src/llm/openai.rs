@@ -7,8 +7,8 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http_util::{error_text, header, next_bytes, send, server_delay, ApiKey, Redactor};
-use super::sse::{SseEvent, SseParser};
+use super::http_util::{client, env_var, header, server_delay, ApiKey, Exchange, Redactor, Step};
+use super::sse::SseEvent;
 use super::{
     parse_reset, FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, LlmStream, Message,
     Quota, QuotaWindow, Role, ToolCallDelta, Usage,
@@ -52,14 +52,9 @@ impl OpenAiConfig {
     /// A config for `model` with the key from `OPENAI_API_KEY` and the root from
     /// `OPENAI_BASE_URL` (default [`DEFAULT_BASE_URL`](Self::DEFAULT_BASE_URL)).
     pub fn from_env(model: impl Into<String>) -> Self {
-        let base_url = std::env::var("OPENAI_BASE_URL")
-            .ok()
-            .filter(|url| !url.is_empty())
-            .unwrap_or_else(|| Self::DEFAULT_BASE_URL.to_owned());
-        let api_key = std::env::var("OPENAI_API_KEY")
-            .ok()
-            .filter(|key| !key.is_empty())
-            .map(ApiKey::new);
+        let base_url =
+            env_var("OPENAI_BASE_URL").unwrap_or_else(|| Self::DEFAULT_BASE_URL.to_owned());
+        let api_key = env_var("OPENAI_API_KEY").map(ApiKey::new);
         OpenAiConfig {
             api_key,
             ..Self::new(base_url, model)
@@ -95,13 +90,9 @@ impl OpenAiCompatible {
     /// # Errors
     /// [`LlmError::Config`] when the HTTP client cannot be built.
     pub fn new(config: OpenAiConfig) -> Result<Self, LlmError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .build()
-            .map_err(|error| LlmError::Config(error.without_url().to_string()))?;
         Ok(OpenAiCompatible {
+            client: client(config.connect_timeout)?,
             config: Arc::new(config),
-            client,
         })
     }
 
@@ -113,64 +104,26 @@ impl OpenAiCompatible {
 
 impl LlmProvider for OpenAiCompatible {
     fn stream(&self, request: &LlmRequest) -> LlmStream {
-        let config = Arc::clone(&self.config);
+        let config = &self.config;
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         let body = request_body(request, &config.model);
         let mut builder = self.client.post(url).json(&body);
         if let Some(key) = &config.api_key {
             builder = builder.bearer_auth(key.expose());
         }
-        Box::pin(async_stream::stream! {
-            let redactor = Redactor(config.api_key.clone());
-            let response = match send(builder, config.response_timeout).await {
-                Ok(response) => response,
-                Err(error) => {
-                    yield Err(error);
-                    return;
-                }
-            };
-            let status = response.status();
-            if !status.is_success() {
-                let headers = response.headers().clone();
-                let text = error_text(response, config.idle_timeout).await;
-                yield Err(http_error(status.as_u16(), &headers, &text, &redactor));
-                return;
+        Exchange {
+            request: Ok(builder),
+            response_timeout: config.response_timeout,
+            idle_timeout: config.idle_timeout,
+            redactor: Redactor(config.api_key.clone()),
+            http_error,
+            quota,
+        }
+        .stream(|event, redactor| {
+            if event.data.trim() == "[DONE]" {
+                return Ok(Step::Stop);
             }
-            let quota = quota(response.headers());
-            if !quota.is_empty() {
-                yield Ok(LlmChunk::Quota(quota));
-            }
-            let mut body = response.bytes_stream();
-            let mut parser = SseParser::new();
-            loop {
-                let bytes = match next_bytes(&mut body, config.idle_timeout).await {
-                    Ok(Some(bytes)) => bytes,
-                    Ok(None) => break,
-                    Err(error) => {
-                        yield Err(error);
-                        return;
-                    }
-                };
-                for event in parser.push(&bytes) {
-                    if event.data.trim() == "[DONE]" {
-                        return;
-                    }
-                    match parse_event(&event, &redactor) {
-                        Ok(chunks) => {
-                            for chunk in chunks {
-                                yield Ok(chunk);
-                            }
-                        }
-                        Err(error) => {
-                            yield Err(error);
-                            return;
-                        }
-                    }
-                }
-            }
-            // Most clients take a clean close without the terminator as success, and
-            // silently lose the end of the answer.
-            yield Err(LlmError::truncated());
+            parse_event(event, redactor).map(Step::Chunks)
         })
     }
 }
@@ -424,16 +377,8 @@ fn stream_error(value: Value, redactor: &Redactor) -> LlmError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::http_util::header_map;
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
 
     #[test]
     fn error_bodies_are_classified_and_scrubbed() {
@@ -445,7 +390,12 @@ mod tests {
         let quota =
             r#"{"error":{"message":"no","type":"insufficient_quota","code":"insufficient_quota"}}"#;
         assert!(!http_error(429, &HeaderMap::new(), quota, &redactor).is_transient());
-        let busy = http_error(429, &headers(&[("x-should-retry", "false")]), "", &redactor);
+        let busy = http_error(
+            429,
+            &header_map(&[("x-should-retry", "false")]),
+            "",
+            &redactor,
+        );
         assert!(!busy.is_transient());
     }
 

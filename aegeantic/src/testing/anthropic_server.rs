@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::server::{event_stream, status_response, Script, ScriptedServer};
@@ -279,11 +279,11 @@ async fn handle(
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     });
     match reply {
-        None => (
-            StatusCode::BAD_REQUEST,
+        None => status_response(
+            400,
+            Vec::new(),
             error_body("invalid_request_error", "test server: script exhausted"),
-        )
-            .into_response(),
+        ),
         Some(AnthropicReply::Status {
             status,
             headers,

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::Extension;
 use serde_json::{json, Value};
 
@@ -266,11 +266,11 @@ async fn handle(
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     });
     match reply {
-        None => (
-            StatusCode::BAD_REQUEST,
+        None => status_response(
+            400,
+            Vec::new(),
             error_body("fault server: script exhausted", "invalid_request_error"),
-        )
-            .into_response(),
+        ),
         Some(Reply::Reset) => {
             // A stored permit: the connection task sees it even if it is not waiting yet.
             kill.notify_one();

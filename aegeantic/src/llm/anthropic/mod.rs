@@ -2,7 +2,7 @@
 //!
 //! | file      | concern                                                       |
 //! |-----------|---------------------------------------------------------------|
-//! | `mod`     | configuration, the provider, the HTTP exchange                |
+//! | `mod`     | configuration, the provider, building the request             |
 //! | `wire`    | the request body, the stream's events, error bodies           |
 //! | `headers` | the `anthropic-ratelimit-*` headers and their RFC 3339 resets |
 
@@ -14,10 +14,9 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderValue;
 
-use super::http_util::{error_text, next_bytes, send, ApiKey, Redactor};
-use super::sse::SseParser;
-use super::{LlmChunk, LlmError, LlmProvider, LlmRequest, LlmStream};
-use wire::{Decoder, Step};
+use super::http_util::{client, env_var, ApiKey, Exchange, Redactor};
+use super::{LlmError, LlmProvider, LlmRequest, LlmStream};
+use wire::Decoder;
 
 /// Where and how [`Anthropic`] connects.
 ///
@@ -80,10 +79,7 @@ impl AnthropicConfig {
     /// that [`base_url`](Self::base_url) includes, so honouring it would break one or
     /// the other.
     pub fn from_env(model: impl Into<String>) -> Self {
-        let api_key = std::env::var("ANTHROPIC_API_KEY")
-            .ok()
-            .filter(|key| !key.is_empty())
-            .map(ApiKey::new);
+        let api_key = env_var("ANTHROPIC_API_KEY").map(ApiKey::new);
         AnthropicConfig {
             api_key,
             ..Self::new(model)
@@ -115,10 +111,10 @@ impl AnthropicConfig {
 /// Streams answers from Anthropic's Messages API.
 ///
 /// System messages become the top-level `system`, tool calls and results become
-/// `tool_use` and `tool_result` blocks, and the stream's events become [`LlmChunk`]s: a
-/// [`LlmChunk::Quota`] first when the response carries `anthropic-ratelimit-*` headers,
-/// then text, tool-call fragments (indexed by content block), the finish reason and the
-/// usage. It fails with a classified [`LlmError`] on: an error status (529 `overloaded`,
+/// `tool_use` and `tool_result` blocks, and the stream's events become
+/// [`LlmChunk`](super::LlmChunk)s: a [`LlmChunk::Quota`](super::LlmChunk::Quota) first when
+/// the response carries `anthropic-ratelimit-*` headers, then text, tool-call fragments
+/// (indexed by content block), the finish reason and the usage. It fails with a classified [`LlmError`] on: an error status (529 `overloaded`,
 /// 5xx, 408, 409 and 429 are transient, with `retry-after` read into `server_delay`; other
 /// 4xx are not), an `error` event inside the stream (classified like its HTTP twin, so an
 /// in-stream `overloaded_error` is transient), a body that ends without `message_stop`
@@ -137,13 +133,9 @@ impl Anthropic {
     /// # Errors
     /// [`LlmError::Config`] when the HTTP client cannot be built.
     pub fn new(config: AnthropicConfig) -> Result<Self, LlmError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .build()
-            .map_err(|error| LlmError::Config(error.without_url().to_string()))?;
         Ok(Anthropic {
+            client: client(config.connect_timeout)?,
             config: Arc::new(config),
-            client,
         })
     }
 
@@ -177,66 +169,17 @@ impl Anthropic {
 
 impl LlmProvider for Anthropic {
     fn stream(&self, request: &LlmRequest) -> LlmStream {
-        let config = Arc::clone(&self.config);
-        let prepared = self.prepare(request);
-        Box::pin(async_stream::stream! {
-            let builder = match prepared {
-                Ok(builder) => builder,
-                Err(error) => {
-                    yield Err(error);
-                    return;
-                }
-            };
-            let redactor = Redactor(config.api_key.clone());
-            let response = match send(builder, config.response_timeout).await {
-                Ok(response) => response,
-                Err(error) => {
-                    yield Err(error);
-                    return;
-                }
-            };
-            let status = response.status();
-            if !status.is_success() {
-                let headers = response.headers().clone();
-                let text = error_text(response, config.idle_timeout).await;
-                yield Err(wire::http_error(status.as_u16(), &headers, &text, &redactor));
-                return;
-            }
-            let quota = headers::quota(response.headers(), SystemTime::now());
-            if !quota.is_empty() {
-                yield Ok(LlmChunk::Quota(quota));
-            }
-            let mut body = response.bytes_stream();
-            let mut parser = SseParser::new();
-            let mut decoder = Decoder::default();
-            loop {
-                let bytes = match next_bytes(&mut body, config.idle_timeout).await {
-                    Ok(Some(bytes)) => bytes,
-                    Ok(None) => break,
-                    Err(error) => {
-                        yield Err(error);
-                        return;
-                    }
-                };
-                for event in parser.push(&bytes) {
-                    match decoder.decode(&event, &redactor) {
-                        Ok(Step::Chunks(chunks)) => {
-                            for chunk in chunks {
-                                yield Ok(chunk);
-                            }
-                        }
-                        Ok(Step::Stop) => return,
-                        Err(error) => {
-                            yield Err(error);
-                            return;
-                        }
-                    }
-                }
-            }
-            // A clean close before `message_stop` loses the end of the answer; taking it
-            // as success is the common bug this guards against.
-            yield Err(LlmError::truncated());
-        })
+        let config = &self.config;
+        let mut decoder = Decoder::default();
+        Exchange {
+            request: self.prepare(request),
+            response_timeout: config.response_timeout,
+            idle_timeout: config.idle_timeout,
+            redactor: Redactor(config.api_key.clone()),
+            http_error: wire::http_error,
+            quota: |map| headers::quota(map, SystemTime::now()),
+        }
+        .stream(move |event, redactor| decoder.decode(event, redactor))
     }
 }
 

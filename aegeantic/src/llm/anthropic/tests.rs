@@ -1,24 +1,16 @@
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderMap;
 use serde_json::json;
 
 use super::headers::{parse_rfc3339, quota};
-use super::wire::{http_error, request_body, Decoder, Step};
-use crate::llm::http_util::{ApiKey, Redactor};
+use super::wire::{http_error, request_body, Decoder};
+use crate::llm::http_util::{header_map, ApiKey, Redactor, Step};
 use crate::llm::sse::SseEvent;
 use crate::llm::{
     FinishReason, LlmChunk, LlmError, LlmRequest, Message, QuotaWindow, ToolCall, ToolCallDelta,
     ToolSpec, Usage,
 };
-
-fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    for (name, value) in pairs {
-        map.insert(*name, HeaderValue::from_str(value).unwrap());
-    }
-    map
-}
 
 fn at(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
@@ -66,7 +58,7 @@ fn rfc3339_timestamps_parse_with_fractions_and_offsets() {
 #[test]
 fn quota_headers_become_windows_measured_from_now() {
     let now = at(1_700_000_000);
-    let all = headers(&[
+    let all = header_map(&[
         ("anthropic-ratelimit-requests-limit", "50"),
         ("anthropic-ratelimit-requests-remaining", "49"),
         ("anthropic-ratelimit-requests-reset", "2023-11-14T22:13:21Z"),
@@ -93,7 +85,7 @@ fn quota_headers_become_windows_measured_from_now() {
             reset: Some(Duration::ZERO),
         })
     );
-    let split = headers(&[
+    let split = header_map(&[
         ("anthropic-ratelimit-input-tokens-remaining", "500"),
         ("anthropic-ratelimit-output-tokens-remaining", "20"),
         ("anthropic-ratelimit-output-tokens-reset", "not a date"),
@@ -103,8 +95,8 @@ fn quota_headers_become_windows_measured_from_now() {
         (tokens.remaining, tokens.limit, tokens.reset),
         (20, None, None)
     );
-    assert!(super::headers::quota(&headers(&[]), now).is_empty());
-    let garbage = headers(&[("anthropic-ratelimit-requests-remaining", "-3")]);
+    assert!(super::headers::quota(&header_map(&[]), now).is_empty());
+    let garbage = header_map(&[("anthropic-ratelimit-requests-remaining", "-3")]);
     assert!(super::headers::quota(&garbage, now).is_empty());
 }
 
@@ -333,7 +325,7 @@ fn error_statuses_are_classified_and_scrubbed() {
     assert!(overloaded.is_transient());
     let delayed = http_error(
         429,
-        &headers(&[("retry-after", "3")]),
+        &header_map(&[("retry-after", "3")]),
         &body("rate_limit_error", "slow down"),
         &redactor,
     );
@@ -362,6 +354,11 @@ fn error_statuses_are_classified_and_scrubbed() {
         !shown.contains("sk-ant-secret") && shown.contains("<redacted>"),
         "{shown}"
     );
-    let vetoed = http_error(529, &headers(&[("x-should-retry", "false")]), "", &redactor);
+    let vetoed = http_error(
+        529,
+        &header_map(&[("x-should-retry", "false")]),
+        "",
+        &redactor,
+    );
     assert!(!vetoed.is_transient());
 }

@@ -6,7 +6,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::super::http_util::{header, server_delay, Redactor};
+use super::super::http_util::{header, server_delay, Redactor, Step};
 use super::super::sse::SseEvent;
 use super::super::{
     FinishReason, LlmChunk, LlmError, LlmRequest, Message, Role, ToolCallDelta, Usage,
@@ -111,15 +111,6 @@ fn content(mut blocks: Vec<Value>) -> Value {
         return blocks.swap_remove(0)["text"].take();
     }
     Value::Array(blocks)
-}
-
-/// What an event means for the stream.
-#[derive(Debug, PartialEq)]
-pub(super) enum Step {
-    /// Chunks to pass on (possibly none).
-    Chunks(Vec<LlmChunk>),
-    /// `message_stop`: the answer is complete.
-    Stop,
 }
 
 /// Turns the stream's events into chunks. The prompt's token count arrives in
