@@ -12,15 +12,17 @@ use futures_core::{FusedStream, Stream};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use super::failure::{AttemptError, Limits, StreamTimeout, TimeoutKind};
-use super::labels::{Labels, OperationName, Retry};
+use super::failure::{Limits, StreamTimeout};
+use super::labels::{Labels, OperationName};
 use super::open::Opener;
 use super::Resilient;
 use crate::events::OperationType;
 use crate::resilience::limiter::Acquisition;
-use crate::resilience::{
-    Call, CircuitBreaker, MidStream, RateLimiter, ResilienceError, RetryConfig, RetryDecision,
-};
+use crate::resilience::{Call, CircuitBreaker, RateLimiter, ResilienceError, RetryConfig};
+
+mod settle;
+
+use self::settle::{end_attempt, settle};
 
 pin_project! {
     #[project = Projection]
@@ -335,142 +337,6 @@ fn rearm_timer<O, S: Stream>(this: &mut Projection<'_, O, S>) {
 fn operation_end<O, S: Stream>(this: &Projection<'_, O, S>) -> Option<Instant> {
     let max = this.retry.as_ref()?.max_elapsed()?;
     Some((*this.started)? + max)
-}
-
-/// Reports the attempt to the breaker; a state change goes out first, the rest after.
-fn end_attempt<O, S, T, E>(this: &mut Projection<'_, O, S>, end: End<S::Item>) -> Output<T, E>
-where
-    O: Opener<T, Stream = S>,
-    S: Stream<Item = Result<T, E>>,
-    E: Error + Send + Sync + 'static,
-{
-    let transition = this.call.take().and_then(|call| match end {
-        End::Finished => call.success(),
-        End::Item(_) | End::TimedOut(_) => call.failure(),
-    });
-    match transition {
-        Some(transition) => {
-            *this.settling = Some(end);
-            Some(Ok(Resilient::Circuit(this.labels.circuit(transition))))
-        }
-        None => settle::<O, S, T, E>(this, end),
-    }
-}
-
-/// Decides what follows an attempt's end: the end of the stream, a retry, or the error.
-fn settle<O, S, T, E>(this: &mut Projection<'_, O, S>, end: End<S::Item>) -> Output<T, E>
-where
-    O: Opener<T, Stream = S>,
-    S: Stream<Item = Result<T, E>>,
-    E: Error + Send + Sync + 'static,
-{
-    let failure = match end {
-        End::Finished => return None,
-        End::Item(Ok(_)) => unreachable!("attempts end on errors, not items"),
-        End::Item(Err(error)) => AttemptError::Operation(error),
-        End::TimedOut(timeout) => AttemptError::Timeout(timeout),
-    };
-    let attempts = *this.attempt;
-    let Some(config) = this.retry.as_ref() else {
-        return Some(Err(give_up(failure, attempts)));
-    };
-    if let AttemptError::Timeout(StreamTimeout {
-        kind: TimeoutKind::Deadline,
-        ..
-    }) = failure
-    {
-        return Some(Err(past_deadline(this, failure, attempts)));
-    }
-    let committed = *this.delivered > 0
-        && !Opener::<T>::resumes(&*this.opener)
-        && config.mid_stream() == MidStream::Fail;
-    let decision = match &failure {
-        AttemptError::Operation(error) => config.retry_on().decide(error),
-        AttemptError::Timeout(timeout) => config.retry_on().decide(timeout),
-    };
-    if committed || decision == RetryDecision::DoNotRetry || attempts >= config.max_attempts() {
-        return Some(Err(give_up(failure, attempts)));
-    }
-    let mut delay = config.delay_after(attempts, *this.previous_delay);
-    let mut server_directed = false;
-    let mut drain = None;
-    if let RetryDecision::RetryAfter(asked) = decision {
-        // The upstream is shedding load: everyone sharing the limiter should hold off,
-        // not just this stream.
-        if let Some(limiter) = this.limiter.clone() {
-            drain = Some(Box::pin(async move {
-                // A failed drain (Redis down) only loses the courtesy; the retry still waits.
-                let _ = limiter.drain().await;
-            }) as Drain);
-        }
-        if asked > config.max_server_delay() {
-            return Some(Err(match failure {
-                AttemptError::Operation(source) => ResilienceError::ServerDelayTooLong {
-                    source,
-                    delay: asked,
-                    max: config.max_server_delay(),
-                },
-                AttemptError::Timeout(_) => give_up(failure, attempts),
-            }));
-        }
-        if asked >= delay {
-            delay = asked;
-            server_directed = true;
-        }
-    }
-    if operation_end(this).is_some_and(|end| Instant::now() + delay >= end) {
-        return Some(Err(past_deadline(this, failure, attempts)));
-    }
-    if config.budget().is_some_and(|budget| !budget.try_withdraw()) {
-        return Some(Err(ResilienceError::RetryBudgetExhausted {
-            source: failure,
-            attempts,
-        }));
-    }
-    *this.previous_delay = Some(delay);
-    let (error, timeout) = match &failure {
-        AttemptError::Operation(error) => (error.to_string(), None),
-        AttemptError::Timeout(timeout) => (timeout.to_string(), Some(timeout.kind)),
-    };
-    let event = this.labels.retry(Retry {
-        attempt: attempts,
-        max_attempts: config.max_attempts(),
-        error,
-        delay,
-        items_delivered: *this.delivered,
-        timeout,
-        server_directed,
-    });
-    if delay.is_zero() && drain.is_none() {
-        this.state.set(State::Start);
-    } else {
-        this.state.set(State::Backoff {
-            sleep: Box::pin(tokio::time::sleep(delay)),
-            drain,
-        });
-    }
-    Some(Ok(Resilient::Retry(event)))
-}
-
-fn give_up<E: Error + 'static>(failure: AttemptError<E>, attempts: u32) -> ResilienceError<E> {
-    match failure {
-        AttemptError::Operation(source) => ResilienceError::Operation { source, attempts },
-        AttemptError::Timeout(source) => ResilienceError::Timeout { source, attempts },
-    }
-}
-
-fn past_deadline<O, S: Stream, E: Error + 'static>(
-    this: &Projection<'_, O, S>,
-    failure: AttemptError<E>,
-    attempts: u32,
-) -> ResilienceError<E> {
-    ResilienceError::DeadlineExceeded {
-        source: failure,
-        attempts,
-        elapsed: this
-            .started
-            .map_or(Duration::ZERO, |started| started.elapsed()),
-    }
 }
 
 impl<O, S, T, E> FusedStream for ResilientStream<O, S>

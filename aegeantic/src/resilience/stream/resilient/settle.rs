@@ -1,0 +1,155 @@
+//! What follows an attempt's end: the breaker's verdict, then the end of the stream, a
+//! retry after a back-off (its length, the server's say, the deadline and the budget), or
+//! the error the caller gets.
+
+use std::error::Error;
+use std::time::Duration;
+
+use futures_core::Stream;
+use tokio::time::Instant;
+
+use super::{operation_end, Drain, End, Output, Projection, State};
+use crate::resilience::stream::failure::{AttemptError, StreamTimeout, TimeoutKind};
+use crate::resilience::stream::labels::Retry;
+use crate::resilience::stream::open::Opener;
+use crate::resilience::stream::Resilient;
+use crate::resilience::{MidStream, ResilienceError, RetryDecision};
+
+/// Reports the attempt to the breaker; a state change goes out first, the rest after.
+pub(super) fn end_attempt<O, S, T, E>(
+    this: &mut Projection<'_, O, S>,
+    end: End<S::Item>,
+) -> Output<T, E>
+where
+    O: Opener<T, Stream = S>,
+    S: Stream<Item = Result<T, E>>,
+    E: Error + Send + Sync + 'static,
+{
+    let transition = this.call.take().and_then(|call| match end {
+        End::Finished => call.success(),
+        End::Item(_) | End::TimedOut(_) => call.failure(),
+    });
+    match transition {
+        Some(transition) => {
+            *this.settling = Some(end);
+            Some(Ok(Resilient::Circuit(this.labels.circuit(transition))))
+        }
+        None => settle::<O, S, T, E>(this, end),
+    }
+}
+
+/// Decides what follows an attempt's end: the end of the stream, a retry, or the error.
+pub(super) fn settle<O, S, T, E>(this: &mut Projection<'_, O, S>, end: End<S::Item>) -> Output<T, E>
+where
+    O: Opener<T, Stream = S>,
+    S: Stream<Item = Result<T, E>>,
+    E: Error + Send + Sync + 'static,
+{
+    let failure = match end {
+        End::Finished => return None,
+        End::Item(Ok(_)) => unreachable!("attempts end on errors, not items"),
+        End::Item(Err(error)) => AttemptError::Operation(error),
+        End::TimedOut(timeout) => AttemptError::Timeout(timeout),
+    };
+    let attempts = *this.attempt;
+    let Some(config) = this.retry.as_ref() else {
+        return Some(Err(give_up(failure, attempts)));
+    };
+    if let AttemptError::Timeout(StreamTimeout {
+        kind: TimeoutKind::Deadline,
+        ..
+    }) = failure
+    {
+        return Some(Err(past_deadline(this, failure, attempts)));
+    }
+    let committed = *this.delivered > 0
+        && !Opener::<T>::resumes(&*this.opener)
+        && config.mid_stream() == MidStream::Fail;
+    let decision = match &failure {
+        AttemptError::Operation(error) => config.retry_on().decide(error),
+        AttemptError::Timeout(timeout) => config.retry_on().decide(timeout),
+    };
+    if committed || decision == RetryDecision::DoNotRetry || attempts >= config.max_attempts() {
+        return Some(Err(give_up(failure, attempts)));
+    }
+    let mut delay = config.delay_after(attempts, *this.previous_delay);
+    let mut server_directed = false;
+    let mut drain = None;
+    if let RetryDecision::RetryAfter(asked) = decision {
+        // The upstream is shedding load: everyone sharing the limiter should hold off,
+        // not just this stream.
+        if let Some(limiter) = this.limiter.clone() {
+            drain = Some(Box::pin(async move {
+                // A failed drain (Redis down) only loses the courtesy; the retry still waits.
+                let _ = limiter.drain().await;
+            }) as Drain);
+        }
+        if asked > config.max_server_delay() {
+            return Some(Err(match failure {
+                AttemptError::Operation(source) => ResilienceError::ServerDelayTooLong {
+                    source,
+                    delay: asked,
+                    max: config.max_server_delay(),
+                },
+                AttemptError::Timeout(_) => give_up(failure, attempts),
+            }));
+        }
+        if asked >= delay {
+            delay = asked;
+            server_directed = true;
+        }
+    }
+    if operation_end(this).is_some_and(|end| Instant::now() + delay >= end) {
+        return Some(Err(past_deadline(this, failure, attempts)));
+    }
+    if config.budget().is_some_and(|budget| !budget.try_withdraw()) {
+        return Some(Err(ResilienceError::RetryBudgetExhausted {
+            source: failure,
+            attempts,
+        }));
+    }
+    *this.previous_delay = Some(delay);
+    let (error, timeout) = match &failure {
+        AttemptError::Operation(error) => (error.to_string(), None),
+        AttemptError::Timeout(timeout) => (timeout.to_string(), Some(timeout.kind)),
+    };
+    let event = this.labels.retry(Retry {
+        attempt: attempts,
+        max_attempts: config.max_attempts(),
+        error,
+        delay,
+        items_delivered: *this.delivered,
+        timeout,
+        server_directed,
+    });
+    if delay.is_zero() && drain.is_none() {
+        this.state.set(State::Start);
+    } else {
+        this.state.set(State::Backoff {
+            sleep: Box::pin(tokio::time::sleep(delay)),
+            drain,
+        });
+    }
+    Some(Ok(Resilient::Retry(event)))
+}
+
+fn give_up<E: Error + 'static>(failure: AttemptError<E>, attempts: u32) -> ResilienceError<E> {
+    match failure {
+        AttemptError::Operation(source) => ResilienceError::Operation { source, attempts },
+        AttemptError::Timeout(source) => ResilienceError::Timeout { source, attempts },
+    }
+}
+
+fn past_deadline<O, S: Stream, E: Error + 'static>(
+    this: &Projection<'_, O, S>,
+    failure: AttemptError<E>,
+    attempts: u32,
+) -> ResilienceError<E> {
+    ResilienceError::DeadlineExceeded {
+        source: failure,
+        attempts,
+        elapsed: this
+            .started
+            .map_or(Duration::ZERO, |started| started.elapsed()),
+    }
+}
