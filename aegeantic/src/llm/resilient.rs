@@ -116,6 +116,9 @@ impl<P: LlmProvider + 'static> LlmProvider for ResilientProvider<P> {
             self.name.clone(),
             "llm",
         ));
+        if self.buckets.is_empty() {
+            return calls;
+        }
         metered(calls, self.buckets.clone(), reserve, self.name.clone())
     }
 }

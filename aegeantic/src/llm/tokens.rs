@@ -78,6 +78,11 @@ pub(super) struct Buckets {
 }
 
 impl Buckets {
+    /// Nothing to reserve from or correct.
+    pub(super) fn is_empty(&self) -> bool {
+        self.requests.is_none() && self.tokens.is_none()
+    }
+
     /// Lowers each local bucket to what the server says is left. A failure here (Redis
     /// unreachable) only loses the correction; admission itself reports its own errors.
     async fn correct(&self, quota: &Quota) {

@@ -202,12 +202,12 @@ impl RateLimiter {
             if back == 0 {
                 return;
             }
-            let refunded = current.saturating_sub(back).max(now.min(current));
-            match tat.compare_exchange_weak(current, refunded, Ordering::Relaxed, Ordering::Relaxed)
+            let new_tat = current.saturating_sub(back).max(now.min(current));
+            match tat.compare_exchange_weak(current, new_tat, Ordering::Relaxed, Ordering::Relaxed)
             {
                 Ok(_) => {
-                    waiters.refunded += current - refunded;
-                    waiters.advance(current - refunded);
+                    waiters.refunded += current - new_tat;
+                    waiters.advance(current - new_tat);
                     return;
                 }
                 Err(actual) => current = actual,
