@@ -157,85 +157,139 @@ where
 {
     type Item = Result<Resilient<T>, ResilienceError<E>>;
 
+    /// The item path is this function alone, small enough to inline into the consumer's
+    /// loop; every other state goes to [`poll_states`]. One function holding both computed
+    /// and spilled the addresses of every field on each call, an item's cost twice over.
+    #[inline]
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output<T, E>> {
-        loop {
-            let mut this = self.as_mut().project();
-            // Checked before taken: taking moves the whole `End`, an item wide, on every
-            // poll, and this runs once per item.
-            if this.settling.is_some() {
-                if let Some(end) = this.settling.take() {
-                    return Poll::Ready(settle::<O, S, T, E>(&mut this, end));
-                }
-            }
-            match this.state.as_mut().project() {
-                StateProj::Start => {
-                    if let Some(event) = start_attempt::<O, S, T, E>(&mut this) {
-                        return Poll::Ready(Some(event));
-                    }
-                }
-                StateProj::Acquiring { acquisition } => {
-                    let limiter = this.limiter.as_ref().expect("acquiring needs a limiter");
-                    match ready!(acquisition.poll(limiter, this.labels.operation_name.as_str(), cx))
-                    {
-                        Ok(acquired) => {
-                            let event = this.labels.rate_limit(acquired);
-                            open::<O, S, T>(&mut this);
-                            return Poll::Ready(Some(Ok(Resilient::RateLimit(event))));
-                        }
-                        Err(error) => {
-                            *this.call = None;
-                            this.state.set(State::Done);
-                            return Poll::Ready(Some(Err(ResilienceError::RateLimit(error))));
-                        }
-                    }
-                }
-                StateProj::Streaming { stream } => {
-                    let end = match stream.poll_next(cx) {
-                        Poll::Ready(Some(Ok(item))) => {
-                            *this.delivered += 1;
-                            this.opener.delivered(&item);
-                            rearm_timer(&mut this);
-                            return Poll::Ready(Some(Ok(Resilient::Item(item))));
-                        }
-                        Poll::Ready(Some(Err(error))) => End::Item(Err(error)),
-                        Poll::Ready(None) if this.call.is_none() => {
-                            // The common end, with no breaker to tell: nothing to decide,
-                            // and no `End` to build and read back (a store-forwarding stall,
-                            // the costliest instruction of this poll when it was built).
-                            this.state.set(State::Done);
-                            *this.timer = None;
-                            return Poll::Ready(None);
-                        }
-                        Poll::Ready(None) => End::Finished,
-                        Poll::Pending => {
-                            let Some(timer) = this.timer.as_mut() else {
-                                return Poll::Pending;
-                            };
-                            let timer = timer.as_mut().project();
-                            let Some(timeout) = *timer.armed else {
-                                return Poll::Pending;
-                            };
-                            ready!(timer.sleep.poll(cx));
-                            End::TimedOut(timeout)
-                        }
-                    };
-                    // Replacing the state drops the finished stream before anything waits.
-                    this.state.set(State::Done);
-                    *this.timer = None;
-                    return Poll::Ready(end_attempt::<O, S, T, E>(&mut this, end));
-                }
-                StateProj::Backoff { sleep, drain } => {
-                    if let Some(future) = drain {
-                        ready!(future.as_mut().poll(cx));
-                        *drain = None;
-                    }
-                    ready!(sleep.as_mut().poll(cx));
-                    this.state.set(State::Start);
-                }
-                StateProj::Done => return Poll::Ready(None),
+        let mut this = self.as_mut().project();
+        if this.settling.is_none() {
+            if let StateProj::Streaming { stream } = this.state.as_mut().project() {
+                let polled = stream.poll_next(cx);
+                return streamed::<O, S, T, E>(&mut this, polled, cx);
             }
         }
+        poll_states(self, cx)
     }
+}
+
+/// Every state but an open stream's items: start, token, back-off, end.
+#[inline(never)]
+fn poll_states<O, S, T, E>(
+    mut stream: Pin<&mut ResilientStream<O, S>>,
+    cx: &mut Context<'_>,
+) -> Poll<Output<T, E>>
+where
+    O: Opener<T, Stream = S>,
+    S: Stream<Item = Result<T, E>>,
+    E: Error + Send + Sync + 'static,
+{
+    loop {
+        let mut this = stream.as_mut().project();
+        if let Some(end) = this.settling.take() {
+            return Poll::Ready(settle::<O, S, T, E>(&mut this, end));
+        }
+        match this.state.as_mut().project() {
+            StateProj::Start => {
+                if let Some(event) = start_attempt::<O, S, T, E>(&mut this) {
+                    return Poll::Ready(Some(event));
+                }
+            }
+            StateProj::Acquiring { acquisition } => {
+                let limiter = this.limiter.as_ref().expect("acquiring needs a limiter");
+                match ready!(acquisition.poll(limiter, this.labels.operation_name.as_str(), cx)) {
+                    Ok(acquired) => {
+                        let event = this.labels.rate_limit(acquired);
+                        open::<O, S, T>(&mut this);
+                        return Poll::Ready(Some(Ok(Resilient::RateLimit(event))));
+                    }
+                    Err(error) => {
+                        *this.call = None;
+                        this.state.set(State::Done);
+                        return Poll::Ready(Some(Err(ResilienceError::RateLimit(error))));
+                    }
+                }
+            }
+            StateProj::Streaming { stream } => {
+                let polled = stream.poll_next(cx);
+                return streamed::<O, S, T, E>(&mut this, polled, cx);
+            }
+            StateProj::Backoff { sleep, drain } => {
+                if let Some(future) = drain {
+                    ready!(future.as_mut().poll(cx));
+                    *drain = None;
+                }
+                ready!(sleep.as_mut().poll(cx));
+                this.state.set(State::Start);
+            }
+            StateProj::Done => return Poll::Ready(None),
+        }
+    }
+}
+
+/// What the open stream's poll means for the consumer: an item passes on; anything else
+/// goes out of line.
+#[inline]
+fn streamed<O, S, T, E>(
+    this: &mut Projection<'_, O, S>,
+    polled: Poll<Option<Result<T, E>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Output<T, E>>
+where
+    O: Opener<T, Stream = S>,
+    S: Stream<Item = Result<T, E>>,
+    E: Error + Send + Sync + 'static,
+{
+    match polled {
+        Poll::Ready(Some(Ok(item))) => {
+            *this.delivered += 1;
+            this.opener.delivered(&item);
+            rearm_timer(this);
+            Poll::Ready(Some(Ok(Resilient::Item(item))))
+        }
+        Poll::Pending if this.timer.is_none() => Poll::Pending,
+        other => stopped::<O, S, T, E>(this, other, cx),
+    }
+}
+
+/// The open stream ended, failed, or is pending under a time limit.
+#[inline(never)]
+fn stopped<O, S, T, E>(
+    this: &mut Projection<'_, O, S>,
+    polled: Poll<Option<Result<T, E>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Output<T, E>>
+where
+    O: Opener<T, Stream = S>,
+    S: Stream<Item = Result<T, E>>,
+    E: Error + Send + Sync + 'static,
+{
+    let end = match polled {
+        Poll::Ready(Some(Ok(_))) => unreachable!("items are passed on before"),
+        Poll::Ready(Some(Err(error))) => End::Item(Err(error)),
+        Poll::Ready(None) if this.call.is_none() => {
+            // The common end, with no breaker to tell: nothing to decide.
+            this.state.set(State::Done);
+            *this.timer = None;
+            return Poll::Ready(None);
+        }
+        Poll::Ready(None) => End::Finished,
+        Poll::Pending => {
+            let Some(timer) = this.timer.as_mut() else {
+                return Poll::Pending;
+            };
+            let timer = timer.as_mut().project();
+            let Some(timeout) = *timer.armed else {
+                return Poll::Pending;
+            };
+            ready!(timer.sleep.poll(cx));
+            End::TimedOut(timeout)
+        }
+    };
+    // Replacing the state drops the finished stream before anything waits.
+    this.state.set(State::Done);
+    *this.timer = None;
+    Poll::Ready(end_attempt::<O, S, T, E>(this, end))
 }
 
 /// Starts the next attempt: the breaker, then a token or the stream itself. Returns an
