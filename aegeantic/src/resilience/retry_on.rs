@@ -78,8 +78,8 @@ pub struct RetryOn {
     rules: Rules,
 }
 
-/// The default policy stands alone, so that cloning it (once per stream) touches no shared
-/// counter; any other list is shared, so that cloning it never allocates.
+/// The default policy needs no allocation; any other list is shared, so that cloning it
+/// never allocates.
 #[derive(Clone)]
 enum Rules {
     Transient,

@@ -38,34 +38,46 @@ pin_project! {
     where
         S: Stream,
     {
-        opener: O,
-        retry: Option<RetryConfig>,
-        limiter: Option<RateLimiter>,
-        breaker: Option<CircuitBreaker>,
-        labels: Labels,
-        attempt: u32,
-        // Items delivered by the current attempt.
-        delivered: u64,
-        // When the first attempt started, if the operation has a deadline.
-        started: Option<Instant>,
-        previous_delay: Option<Duration>,
-        call: Option<Call>,
-        // The running attempt's time limits, if it has any.
-        timer: Option<Pin<Box<Timer>>>,
-        // An attempt's end, held back while a circuit event goes out first.
-        settling: Option<End<S::Item>>,
+        run: Run<O>,
         #[pin]
         state: State<S>,
     }
 }
 
+/// One operation's policies and progress: everything but the open stream. Apart from the
+/// state, so that a helper takes two pointers, not one per field: a projection of every
+/// field, built and spilled on each pass of the loop, was the costliest part of a stream
+/// that succeeds at once.
+struct Run<O> {
+    opener: O,
+    retry: Option<RetryConfig>,
+    limiter: Option<RateLimiter>,
+    breaker: Option<CircuitBreaker>,
+    labels: Labels,
+    attempt: u32,
+    // Items delivered by the current attempt.
+    delivered: u64,
+    // When the first attempt started, if the operation has a deadline.
+    started: Option<Instant>,
+    previous_delay: Option<Duration>,
+    call: Option<Call>,
+    // The running attempt's time limits, if it has any.
+    timer: Option<Pin<Box<Timer>>>,
+}
+
 pin_project! {
     #[project = StateProj]
-    enum State<S> {
+    #[project_replace = StateReplace]
+    enum State<S>
+    where
+        S: Stream,
+    {
         // About to start attempt `attempt + 1`.
         Start,
         Acquiring { acquisition: Acquisition },
         Streaming { #[pin] stream: S },
+        // An attempt's end, held back while a circuit event goes out first.
+        Settling { end: End<S::Item> },
         Backoff { sleep: Pin<Box<Sleep>>, drain: Option<Drain> },
         Done,
     }
@@ -114,29 +126,30 @@ impl<O, S: Stream> ResilientStream<O, S> {
             operation_name
         };
         ResilientStream {
-            opener,
-            retry,
-            limiter,
-            breaker: None,
-            labels: Labels {
-                operation_name,
-                operation_type,
-                step_id: None,
+            run: Run {
+                opener,
+                retry,
+                limiter,
+                breaker: None,
+                labels: Labels {
+                    operation_name,
+                    operation_type,
+                    step_id: None,
+                },
+                attempt: 0,
+                delivered: 0,
+                started: None,
+                previous_delay: None,
+                call: None,
+                timer: None,
             },
-            attempt: 0,
-            delivered: 0,
-            started: None,
-            previous_delay: None,
-            call: None,
-            timer: None,
-            settling: None,
             state: State::Start,
         }
     }
 
     /// Stamps `step_id` on every event this stream emits.
     pub fn with_step_id(mut self, step_id: impl Into<Arc<str>>) -> Self {
-        self.labels.step_id = Some(step_id.into());
+        self.run.labels.step_id = Some(step_id.into());
         self
     }
 
@@ -144,7 +157,7 @@ impl<O, S: Stream> ResilientStream<O, S> {
     /// it is open the stream fails at once with [`ResilienceError::CircuitOpen`] and makes
     /// no request; its state changes appear as [`Resilient::Circuit`] events.
     pub fn with_circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
-        self.breaker = Some(breaker);
+        self.run.breaker = Some(breaker);
         self
     }
 }
@@ -163,11 +176,9 @@ where
     #[inline]
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output<T, E>> {
         let mut this = self.as_mut().project();
-        if this.settling.is_none() {
-            if let StateProj::Streaming { stream } = this.state.as_mut().project() {
-                let polled = stream.poll_next(cx);
-                return streamed::<O, S, T, E>(&mut this, polled, cx);
-            }
+        if let StateProj::Streaming { stream } = this.state.as_mut().project() {
+            let polled = stream.poll_next(cx);
+            return streamed::<O, S, T, E>(&mut this, polled, cx);
         }
         poll_states(self, cx)
     }
@@ -186,9 +197,6 @@ where
 {
     loop {
         let mut this = stream.as_mut().project();
-        if let Some(end) = this.settling.take() {
-            return Poll::Ready(settle::<O, S, T, E>(&mut this, end));
-        }
         match this.state.as_mut().project() {
             StateProj::Start => {
                 if let Some(event) = start_attempt::<O, S, T, E>(&mut this) {
@@ -196,15 +204,20 @@ where
                 }
             }
             StateProj::Acquiring { acquisition } => {
-                let limiter = this.limiter.as_ref().expect("acquiring needs a limiter");
-                match ready!(acquisition.poll(limiter, this.labels.operation_name.as_str(), cx)) {
+                let limiter = this
+                    .run
+                    .limiter
+                    .as_ref()
+                    .expect("acquiring needs a limiter");
+                match ready!(acquisition.poll(limiter, this.run.labels.operation_name.as_str(), cx))
+                {
                     Ok(acquired) => {
-                        let event = this.labels.rate_limit(acquired);
+                        let event = this.run.labels.rate_limit(acquired);
                         open::<O, S, T>(&mut this);
                         return Poll::Ready(Some(Ok(Resilient::RateLimit(event))));
                     }
                     Err(error) => {
-                        *this.call = None;
+                        this.run.call = None;
                         this.state.set(State::Done);
                         return Poll::Ready(Some(Err(ResilienceError::RateLimit(error))));
                     }
@@ -213,6 +226,14 @@ where
             StateProj::Streaming { stream } => {
                 let polled = stream.poll_next(cx);
                 return streamed::<O, S, T, E>(&mut this, polled, cx);
+            }
+            StateProj::Settling { .. } => {
+                let StateReplace::Settling { end } =
+                    this.state.as_mut().project_replace(State::Done)
+                else {
+                    unreachable!("the state was matched as settling");
+                };
+                return Poll::Ready(settle::<O, S, T, E>(&mut this, end));
             }
             StateProj::Backoff { sleep, drain } => {
                 if let Some(future) = drain {
@@ -242,12 +263,12 @@ where
 {
     match polled {
         Poll::Ready(Some(Ok(item))) => {
-            *this.delivered += 1;
-            this.opener.delivered(&item);
+            this.run.delivered += 1;
+            this.run.opener.delivered(&item);
             rearm_timer(this);
             Poll::Ready(Some(Ok(Resilient::Item(item))))
         }
-        Poll::Pending if this.timer.is_none() => Poll::Pending,
+        Poll::Pending if this.run.timer.is_none() => Poll::Pending,
         other => stopped::<O, S, T, E>(this, other, cx),
     }
 }
@@ -267,15 +288,15 @@ where
     let end = match polled {
         Poll::Ready(Some(Ok(_))) => unreachable!("items are passed on before"),
         Poll::Ready(Some(Err(error))) => End::Item(Err(error)),
-        Poll::Ready(None) if this.call.is_none() => {
+        Poll::Ready(None) if this.run.call.is_none() => {
             // The common end, with no breaker to tell: nothing to decide.
             this.state.set(State::Done);
-            *this.timer = None;
+            this.run.timer = None;
             return Poll::Ready(None);
         }
         Poll::Ready(None) => End::Finished,
         Poll::Pending => {
-            let Some(timer) = this.timer.as_mut() else {
+            let Some(timer) = this.run.timer.as_mut() else {
                 return Poll::Pending;
             };
             let timer = timer.as_mut().project();
@@ -288,7 +309,7 @@ where
     };
     // Replacing the state drops the finished stream before anything waits.
     this.state.set(State::Done);
-    *this.timer = None;
+    this.run.timer = None;
     Poll::Ready(end_attempt::<O, S, T, E>(this, end))
 }
 
@@ -300,28 +321,29 @@ where
     S: Stream<Item = Result<T, E>>,
     E: Error + Send + Sync + 'static,
 {
-    *this.attempt += 1;
-    *this.delivered = 0;
-    if *this.attempt == 1 {
+    this.run.attempt += 1;
+    this.run.delivered = 0;
+    if this.run.attempt == 1 {
         // Read only for the operation's deadline: a clock read costs as much as the rest of
         // an attempt that succeeds at once.
         if this
+            .run
             .retry
             .as_ref()
             .is_some_and(|retry| retry.max_elapsed().is_some())
         {
-            *this.started = Some(Instant::now());
+            this.run.started = Some(Instant::now());
         }
-        if let Some(budget) = this.retry.as_ref().and_then(RetryConfig::budget) {
+        if let Some(budget) = this.run.retry.as_ref().and_then(RetryConfig::budget) {
             budget.deposit();
         }
     }
     let mut event = None;
-    if let Some(breaker) = this.breaker.as_ref() {
+    if let Some(breaker) = this.run.breaker.as_ref() {
         match breaker.try_call() {
             Ok((call, transition)) => {
-                *this.call = Some(call);
-                event = transition.map(|t| Ok(Resilient::Circuit(this.labels.circuit(t))));
+                this.run.call = Some(call);
+                event = transition.map(|t| Ok(Resilient::Circuit(this.run.labels.circuit(t))));
             }
             Err(open) => {
                 this.state.set(State::Done);
@@ -329,7 +351,7 @@ where
             }
         }
     }
-    if this.limiter.is_some() {
+    if this.run.limiter.is_some() {
         this.state.set(State::Acquiring {
             acquisition: Acquisition::new(1),
         });
@@ -347,14 +369,14 @@ where
     O: Opener<T, Stream = S>,
     S: Stream,
 {
-    if let Some(call) = this.call.as_mut() {
+    if let Some(call) = this.run.call.as_mut() {
         // Time spent waiting for a token is not the upstream's slowness.
         call.restart_clock();
     }
-    let stream = Opener::<T>::open(this.opener);
+    let stream = Opener::<T>::open(&mut this.run.opener);
     this.state.set(State::Streaming { stream });
     let end = operation_end(this);
-    *this.timer = match this.retry.as_ref().map(RetryConfig::timeouts) {
+    this.run.timer = match this.run.retry.as_ref().map(RetryConfig::timeouts) {
         Some(timeouts) if timeouts.any() || end.is_some() => {
             let now = Instant::now();
             let limits = Limits::new(timeouts, end, now);
@@ -374,7 +396,7 @@ where
 /// and for most streams is a test that there are no limits.
 #[inline]
 fn rearm_timer<O, S: Stream>(this: &mut Projection<'_, O, S>) {
-    let Some(timer) = this.timer.as_mut() else {
+    let Some(timer) = this.run.timer.as_mut() else {
         return;
     };
     let timer = timer.as_mut().project();
@@ -389,8 +411,8 @@ fn rearm_timer<O, S: Stream>(this: &mut Projection<'_, O, S>) {
 
 /// When the operation must end, if `max_elapsed` is set.
 fn operation_end<O, S: Stream>(this: &Projection<'_, O, S>) -> Option<Instant> {
-    let max = this.retry.as_ref()?.max_elapsed()?;
-    Some((*this.started)? + max)
+    let max = this.run.retry.as_ref()?.max_elapsed()?;
+    Some((this.run.started)? + max)
 }
 
 impl<O, S, T, E> FusedStream for ResilientStream<O, S>
@@ -400,6 +422,6 @@ where
     E: Error + Send + Sync + 'static,
 {
     fn is_terminated(&self) -> bool {
-        matches!(self.state, State::Done) && self.settling.is_none()
+        matches!(self.state, State::Done)
     }
 }

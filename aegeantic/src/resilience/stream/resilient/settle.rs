@@ -25,14 +25,14 @@ where
     S: Stream<Item = Result<T, E>>,
     E: Error + Send + Sync + 'static,
 {
-    let transition = this.call.take().and_then(|call| match end {
+    let transition = this.run.call.take().and_then(|call| match end {
         End::Finished => call.success(),
         End::Item(_) | End::TimedOut(_) => call.failure(),
     });
     match transition {
         Some(transition) => {
-            *this.settling = Some(end);
-            Some(Ok(Resilient::Circuit(this.labels.circuit(transition))))
+            this.state.set(State::Settling { end });
+            Some(Ok(Resilient::Circuit(this.run.labels.circuit(transition))))
         }
         None => settle::<O, S, T, E>(this, end),
     }
@@ -51,8 +51,8 @@ where
         End::Item(Err(error)) => AttemptError::Operation(error),
         End::TimedOut(timeout) => AttemptError::Timeout(timeout),
     };
-    let attempts = *this.attempt;
-    let Some(config) = this.retry.as_ref() else {
+    let attempts = this.run.attempt;
+    let Some(config) = this.run.retry.as_ref() else {
         return Some(Err(give_up(failure, attempts)));
     };
     if let AttemptError::Timeout(StreamTimeout {
@@ -62,8 +62,8 @@ where
     {
         return Some(Err(past_deadline(this, failure, attempts)));
     }
-    let committed = *this.delivered > 0
-        && !Opener::<T>::resumes(&*this.opener)
+    let committed = this.run.delivered > 0
+        && !Opener::<T>::resumes(&this.run.opener)
         && config.mid_stream() == MidStream::Fail;
     let decision = match &failure {
         AttemptError::Operation(error) => config.retry_on().decide(error),
@@ -72,13 +72,13 @@ where
     if committed || decision == RetryDecision::DoNotRetry || attempts >= config.max_attempts() {
         return Some(Err(give_up(failure, attempts)));
     }
-    let mut delay = config.delay_after(attempts, *this.previous_delay);
+    let mut delay = config.delay_after(attempts, this.run.previous_delay);
     let mut server_directed = false;
     let mut drain = None;
     if let RetryDecision::RetryAfter(asked) = decision {
         // The upstream is shedding load: everyone sharing the limiter should hold off,
         // not just this stream.
-        if let Some(limiter) = this.limiter.clone() {
+        if let Some(limiter) = this.run.limiter.clone() {
             drain = Some(Box::pin(async move {
                 // A failed drain (Redis down) only loses the courtesy; the retry still waits.
                 let _ = limiter.drain().await;
@@ -108,17 +108,17 @@ where
             attempts,
         }));
     }
-    *this.previous_delay = Some(delay);
+    this.run.previous_delay = Some(delay);
     let (error, timeout) = match &failure {
         AttemptError::Operation(error) => (error.to_string(), None),
         AttemptError::Timeout(timeout) => (timeout.to_string(), Some(timeout.kind)),
     };
-    let event = this.labels.retry(Retry {
+    let event = this.run.labels.retry(Retry {
         attempt: attempts,
         max_attempts: config.max_attempts(),
         error,
         delay,
-        items_delivered: *this.delivered,
+        items_delivered: this.run.delivered,
         timeout,
         server_directed,
     });
@@ -149,6 +149,7 @@ fn past_deadline<O, S: Stream, E: Error + 'static>(
         source: failure,
         attempts,
         elapsed: this
+            .run
             .started
             .map_or(Duration::ZERO, |started| started.elapsed()),
     }
