@@ -170,9 +170,9 @@ where
 {
     type Item = Result<Resilient<T>, ResilienceError<E>>;
 
-    /// The item path is this function alone, small enough to inline into the consumer's
-    /// loop; every other state goes to [`poll_states`]. One function holding both computed
-    /// and spilled the addresses of every field on each call, an item's cost twice over.
+    // The item path is this function alone, small enough to inline into the consumer's
+    // loop; every other state goes to `poll_states`. One function holding both computed
+    // and spilled the addresses of every field on each call, an item's cost twice over.
     #[inline]
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output<T, E>> {
         let mut this = self.as_mut().project();
