@@ -5,7 +5,7 @@ use std::future::ready;
 use std::hint::black_box;
 use std::io;
 use std::num::NonZeroU32;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -37,17 +37,7 @@ fn items() -> impl Stream<Item = Result<u64, io::Error>> {
 /// closure the same loop measured twice as slow for one stream type and not for another.
 #[inline(never)]
 pub fn drain<S: Stream>(stream: S) -> u64 {
-    count_items(pin!(stream))
-}
-
-/// [`drain`] for a stream pinned where it was built, which is never moved.
-#[inline(never)]
-fn drain_pinned<S: Stream>(stream: Pin<&mut S>) -> u64 {
-    count_items(stream)
-}
-
-#[inline(always)]
-fn count_items<S: Stream>(mut stream: Pin<&mut S>) -> u64 {
+    let mut stream = pin!(stream);
     let mut cx = Context::from_waker(Waker::noop());
     let mut count = 0;
     loop {
@@ -167,19 +157,6 @@ pub fn retry_once(c: &mut Criterion, run: &Run) {
         }
         start.elapsed()
     };
-    let ours_pinned = |iters| {
-        let start = Instant::now();
-        for _ in 0..iters {
-            let stream = pin!(retry_stream(
-                once,
-                config.clone(),
-                op.clone(),
-                OperationType::Llm
-            ));
-            assert_eq!(drain_pinned(stream), 1);
-        }
-        start.elapsed()
-    };
     let backon = |iters| {
         let start = Instant::now();
         for _ in 0..iters {
@@ -192,7 +169,6 @@ pub fn retry_once(c: &mut Criterion, run: &Run) {
     let mut group = c.benchmark_group(name);
     bench(&mut group, name, "ours_retry_stream", 1, ours_arc);
     bench(&mut group, name, "ours_str_name", 1, ours_str);
-    bench(&mut group, name, "ours_pinned", 1, ours_pinned);
     bench(&mut group, name, "backon", 1, backon);
     group.finish();
     let budget = run.budget(Duration::from_millis(1500), Duration::from_micros(200));
@@ -211,14 +187,6 @@ pub fn retry_once(c: &mut Criterion, run: &Run) {
         1,
         budget,
         ours_str,
-        backon,
-    );
-    pair(
-        &key("ours_pinned"),
-        &key("backon"),
-        1,
-        budget,
-        ours_pinned,
         backon,
     );
 }

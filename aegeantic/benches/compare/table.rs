@@ -125,12 +125,6 @@ const ROWS: &[Row] = &[
         1.0,
     ),
     Row {
-        target: "retry_stream one-shot, pinned where built, vs backon",
-        ours: "retry_one_shot/ours_pinned",
-        theirs: Some("retry_one_shot/backon"),
-        goal: Goal::Report,
-    },
-    Row {
         target: "10k waiters: CPU per admission vs governor",
         ours: "waiting/ours/cpu_ns",
         theirs: Some("waiting/governor/cpu_ns"),
