@@ -55,6 +55,9 @@ impl fmt::Display for OperationType {
 }
 
 impl From<&str> for OperationType {
+    // Inlined: a literal label then resolves at compile time, not by string comparisons in
+    // every stream's constructor.
+    #[inline]
     fn from(label: &str) -> Self {
         match label {
             "llm" => OperationType::Llm,
