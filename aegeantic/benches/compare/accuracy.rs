@@ -1,12 +1,16 @@
 //! Real-time accuracy: how far from its ideal instant each grant of a 100/s limiter with a
-//! burst of 1 is released, driven in a loop.
+//! burst of 1 is released, driven in a loop. Two loops without a limiter show the floor:
+//! tokio's `sleep_until` to the same instants, and a thread sleeping to them.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::num::NonZeroU32;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aegeantic::resilience::{RateLimitConfig, RateLimiter};
+use futures::future::OptionFuture;
 use governor::{Quota, RateLimiter as Governor};
 
 use crate::record::put;
@@ -20,7 +24,7 @@ const INTERVAL: Duration = Duration::from_millis(10);
 fn measure<F, Fut>(run: &Run, name: &str, duration: Duration, setup: impl FnOnce() -> F)
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = ()>,
+    Fut: Future,
 {
     if !run.wants(&format!("accuracy/{name}")) {
         return;
@@ -61,7 +65,29 @@ where
     put(&format!("accuracy/{name}/p99_us"), p99);
 }
 
+/// A pacer without a limiter: the first call returns at once, as a limiter's first grant
+/// does, and each later one `sleep`s to the first call's instant plus one interval a call.
+fn paced<Fut: Future>(sleep: impl Fn(Instant) -> Fut) -> impl Fn() -> OptionFuture<Fut> {
+    let next = Rc::new(Cell::new(None::<Instant>));
+    move || {
+        let at = next.get();
+        next.set(Some(at.unwrap_or_else(Instant::now) + INTERVAL));
+        at.map(&sleep).into()
+    }
+}
+
 pub fn all(run: &Run, duration: Duration) {
+    measure(run, "tokio_sleep", duration, || {
+        paced(|at| tokio::time::sleep_until(at.into()))
+    });
+    measure(run, "thread_sleep", duration, || {
+        paced(|at| {
+            // Blocks the runtime's only thread, which has nothing else to do.
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            std::future::ready(())
+        })
+    });
+
     measure(run, "ours", duration, || {
         let limiter = RateLimiter::new(RateLimitConfig {
             requests_per_second: Some(f64::from(PER_SECOND)),

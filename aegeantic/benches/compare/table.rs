@@ -161,6 +161,12 @@ const ROWS: &[Row] = &[
         theirs: None,
         goal: Goal::AtMost(1000.0),
     },
+    Row {
+        target: "100/s accuracy: p99 vs tokio sleep_until to the ideal instants, no limiter",
+        ours: "accuracy/ours/p99_us",
+        theirs: Some("accuracy/tokio_sleep/p99_us"),
+        goal: Goal::Report,
+    },
 ];
 
 /// Context rows: what the competitors measured in the same run, for the record.
@@ -184,6 +190,16 @@ const CONTEXT: &[(&str, &str)] = &[
         "accuracy/leaky_bucket/p50_us",
     ),
     ("", "accuracy/leaky_bucket/p99_us"),
+    (
+        "accuracy p50 / p99 tokio sleep_until, no limiter (µs)",
+        "accuracy/tokio_sleep/p50_us",
+    ),
+    ("", "accuracy/tokio_sleep/p99_us"),
+    (
+        "accuracy p50 / p99 std::thread::sleep, no limiter (µs)",
+        "accuracy/thread_sleep/p50_us",
+    ),
+    ("", "accuracy/thread_sleep/p99_us"),
 ];
 
 /// Prints the table; `benchmarking` is false for the smoke test under `cargo test`.
