@@ -156,7 +156,7 @@ const ROWS: &[Row] = &[
         "allocs/retry_one_shot",
     ),
     Row {
-        target: "100/s accuracy: p99 |release - ideal| (µs)",
+        target: "100/s accuracy: p99 \\|release - ideal\\| (µs)",
         ours: "accuracy/ours/p99_us",
         theirs: None,
         goal: Goal::AtMost(1000.0),
