@@ -363,7 +363,7 @@ where
 
 /// Opens the attempt's stream and arms its time limits. Inlined: a stream that succeeds at
 /// once spends a fair share of its time on the call.
-#[inline]
+#[inline(always)]
 fn open<O, S, T>(this: &mut Projection<'_, O, S>)
 where
     O: Opener<T, Stream = S>,
