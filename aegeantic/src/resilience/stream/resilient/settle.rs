@@ -8,7 +8,8 @@ use std::time::Duration;
 use futures_core::Stream;
 use tokio::time::Instant;
 
-use super::{operation_end, Drain, End, Output, Projection, State};
+use super::attempt::operation_end;
+use super::{Drain, End, Output, Projection, State};
 use crate::resilience::stream::failure::{AttemptError, StreamTimeout, TimeoutKind};
 use crate::resilience::stream::labels::Retry;
 use crate::resilience::stream::open::Opener;
