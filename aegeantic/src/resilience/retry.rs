@@ -55,9 +55,9 @@ pub enum MidStream {
 /// ```
 #[derive(Clone, Debug)]
 pub struct RetryConfig {
-    // Behind a pointer: every stream holds its config, and a stream is moved whole each
-    // time it is handed on; right after it is built, moving 160 more bytes measured as
-    // much as the rest of a stream that succeeds at once.
+    // Behind a pointer: every stream holds its config and is moved whole each time it is
+    // handed on. A stream that succeeds at once measured about 50 ns this way against 75
+    // with the 160-byte policy cloned into it and moved along.
     policy: Arc<Policy>,
 }
 
