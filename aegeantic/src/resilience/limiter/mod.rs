@@ -57,8 +57,9 @@ use super::{ConfigError, RateLimitError};
 /// as test builds usually are, the limiter runs on tokio's clock instead, so tests can drive
 /// it with `tokio::time::pause` and `advance` (which exist only with `test-util`). Waiting
 /// always uses tokio's timers, which fire on whole milliseconds: a waiter is released at its
-/// instant or up to about 2 ms after it, never before, and the delay does not carry over to
-/// the next waiter, whose instant was booked when it queued.
+/// instant or up to about 2 ms after it (more when the runtime is busy), never before, and
+/// the delay does not carry over to the next waiter, whose instant was booked when it
+/// queued.
 ///
 /// ```
 /// use aegeantic::resilience::{RateLimitConfig, RateLimiter};
