@@ -5,7 +5,6 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::num::NonZeroU32;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,7 +67,7 @@ where
 /// A pacer without a limiter: the first call returns at once, as a limiter's first grant
 /// does, and each later one `sleep`s to the first call's instant plus one interval a call.
 fn paced<Fut: Future>(sleep: impl Fn(Instant) -> Fut) -> impl Fn() -> OptionFuture<Fut> {
-    let next = Rc::new(Cell::new(None::<Instant>));
+    let next = Cell::new(None::<Instant>);
     move || {
         let at = next.get();
         next.set(Some(at.unwrap_or_else(Instant::now) + INTERVAL));
