@@ -146,7 +146,9 @@ struct Breaker {
     /// Outcomes of recent calls, `true` for a failure.
     window: VecDeque<bool>,
     failures: usize,
-    open_until: Instant,
+    /// When an open breaker lets a probe through; `None`: an `open_duration` past what the
+    /// clock can represent, which keeps it open for good.
+    open_until: Option<Instant>,
     probes_started: u32,
     probes_succeeded: u32,
     /// Bumped on every transition, so that a call started in one period cannot change
@@ -184,7 +186,7 @@ impl CircuitBreaker {
                     state: CircuitState::Closed,
                     window,
                     failures: 0,
-                    open_until: Instant::now(),
+                    open_until: None,
                     probes_started: 0,
                     probes_succeeded: 0,
                     generation: 0,
@@ -196,7 +198,11 @@ impl CircuitBreaker {
     /// The state now (an open breaker whose time is up reads as half-open).
     pub fn state(&self) -> CircuitState {
         let breaker = self.lock();
-        if breaker.state == CircuitState::Open && Instant::now() >= breaker.open_until {
+        if breaker.state == CircuitState::Open
+            && breaker
+                .open_until
+                .is_some_and(|until| Instant::now() >= until)
+        {
             CircuitState::HalfOpen
         } else {
             breaker.state
@@ -213,10 +219,13 @@ impl CircuitBreaker {
         let mut breaker = self.lock();
         let mut transition = None;
         if breaker.state == CircuitState::Open {
-            if now < breaker.open_until {
-                return Err(CircuitOpen {
-                    retry_in: breaker.open_until - now,
-                });
+            match breaker.open_until {
+                Some(until) if now >= until => {}
+                until => {
+                    return Err(CircuitOpen {
+                        retry_in: until.map_or(Duration::MAX, |until| until - now),
+                    })
+                }
             }
             transition = Some(breaker.enter(CircuitState::HalfOpen, None));
         }
@@ -295,7 +304,7 @@ impl CircuitBreaker {
 
 impl Breaker {
     fn open(&mut self, config: &CircuitBreakerConfig, ratio: Option<f64>) -> Transition {
-        self.open_until = Instant::now() + config.open_duration;
+        self.open_until = Instant::now().checked_add(config.open_duration);
         self.enter(CircuitState::Open, ratio)
     }
 

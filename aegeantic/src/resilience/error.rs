@@ -122,6 +122,15 @@ pub enum RateLimitError {
         /// The configured maximum.
         max_wait: Duration,
     },
+    /// The tokens would come only at or after the operation's deadline (its `max_elapsed`),
+    /// so the request did not wait; nothing was taken.
+    #[error("waiting {wait:?} for tokens would end past the deadline, {remaining:?} away")]
+    PastDeadline {
+        /// How long the request would have waited.
+        wait: Duration,
+        /// The time left before the deadline.
+        remaining: Duration,
+    },
     /// Waiting needs a tokio runtime with its timer enabled.
     #[error("waiting for tokens needs a tokio runtime with the time driver enabled")]
     NoRuntime,

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::adjust::BookedUntil;
 use super::{Booked, RateLimiter};
@@ -66,7 +66,8 @@ impl Future for Acquire<'_> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        this.acquisition.poll(this.limiter, this.operation_name, cx)
+        this.acquisition
+            .poll(this.limiter, this.operation_name, None, cx)
     }
 }
 
@@ -124,19 +125,22 @@ impl Acquisition {
     }
 
     /// Acquires from the limiter's backend: Redis when it has one, else the in-process
-    /// bucket.
+    /// bucket. A request whose tokens would come only at or after `deadline` fails at once
+    /// with [`RateLimitError::PastDeadline`] and takes nothing; `deadline` is read on the
+    /// first poll only.
     #[inline]
     pub(crate) fn poll(
         &mut self,
         limiter: &RateLimiter,
         operation_name: &str,
+        deadline: Option<Instant>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Acquired, RateLimitError>> {
         #[cfg(feature = "redis")]
         if limiter.is_redis() {
-            return self.poll_remote(limiter, cx);
+            return self.poll_remote(limiter, deadline, cx);
         }
-        self.poll_local(limiter, operation_name, cx)
+        self.poll_local(limiter, operation_name, deadline, cx)
     }
 
     #[cfg(feature = "redis")]
@@ -144,15 +148,16 @@ impl Acquisition {
     fn poll_remote(
         &mut self,
         limiter: &RateLimiter,
+        deadline: Option<Instant>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Acquired, RateLimitError>> {
         if let State::Start = self.state {
             self.state = State::Done;
             limiter.check(self.tokens)?;
             let (limiter, tokens) = (limiter.clone(), self.tokens);
-            self.state = State::Remote(Box::pin(
-                async move { limiter.acquire_remote(tokens).await },
-            ));
+            self.state = State::Remote(Box::pin(async move {
+                limiter.acquire_remote(tokens, deadline).await
+            }));
         }
         let State::Remote(call) = &mut self.state else {
             // Done: polled again after completing.
@@ -172,6 +177,7 @@ impl Acquisition {
         &mut self,
         limiter: &RateLimiter,
         operation_name: &str,
+        deadline: Option<Instant>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Acquired, RateLimitError>> {
         let State::Start = self.state else {
@@ -184,7 +190,7 @@ impl Acquisition {
         let now = limiter.now();
         match limiter.try_take(tokens, now) {
             Some(tat) => Poll::Ready(Ok(granted_now(limiter, tokens, tat, now))),
-            None => self.queue(limiter, operation_name, now, cx),
+            None => self.queue(limiter, operation_name, now, deadline, cx),
         }
     }
 
@@ -196,17 +202,25 @@ impl Acquisition {
         limiter: &RateLimiter,
         operation_name: &str,
         now: u64,
+        deadline: Option<Instant>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Acquired, RateLimitError>> {
         let tokens = self.tokens;
         if tokio::runtime::Handle::try_current().is_err() {
             return Poll::Ready(Err(RateLimitError::NoRuntime));
         }
-        let (id, admit_at) = match limiter.book(tokens, now, cx.waker()) {
+        let latest = limiter.latest(deadline, now);
+        let (id, admit_at) = match limiter.book(tokens, now, latest, cx.waker()) {
             Booked::Now { tat } => {
                 return Poll::Ready(Ok(granted_now(limiter, tokens, tat, now)));
             }
             Booked::Later { id, admit_at } => (id, admit_at),
+            Booked::TooLate { admit_at } => {
+                return Poll::Ready(Err(RateLimitError::PastDeadline {
+                    wait: Duration::from_nanos(admit_at - now),
+                    remaining: Duration::from_nanos(latest.saturating_sub(now)),
+                }));
+            }
         };
         #[cfg(feature = "tracing")]
         tracing::debug!(

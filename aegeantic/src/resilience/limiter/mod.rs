@@ -111,6 +111,9 @@ pub(crate) enum Booked {
     Now { tat: u64 },
     /// Queued as waiter `id`, due at `admit_at`.
     Later { id: u64, admit_at: u64 },
+    /// Its tokens would exist only at `admit_at`, at or past the latest instant it accepted;
+    /// nothing was booked.
+    TooLate { admit_at: u64 },
 }
 
 impl RateLimiter {
@@ -258,6 +261,15 @@ impl RateLimiter {
         self.shared.clock.deadline(at)
     }
 
+    /// `deadline` on the bucket's clock, read at `now`: `u64::MAX` (never) when there is
+    /// none or it lies beyond what the clock counts.
+    fn latest(&self, deadline: Option<Instant>, now: u64) -> u64 {
+        deadline.map_or(u64::MAX, |deadline| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            u64::try_from(left.as_nanos()).map_or(u64::MAX, |left| now.saturating_add(left))
+        })
+    }
+
     /// Tokens left at `now` in a bucket whose `tat` is `tat`. Inlined: every ready
     /// `acquire` reports it, and the call cost more than the arithmetic.
     #[inline]
@@ -289,14 +301,20 @@ impl RateLimiter {
         }
     }
 
-    /// Grants now or books a place in the queue. Holding the queue lock while moving `tat`
-    /// keeps queue order and booking order the same.
-    fn book(&self, tokens: u32, now: u64, waker: &Waker) -> Booked {
+    /// Grants now or books a place in the queue, unless the place would come at or after
+    /// `latest`. Holding the queue lock while moving `tat` keeps queue order and booking
+    /// order the same.
+    fn book(&self, tokens: u32, now: u64, latest: u64, waker: &Waker) -> Booked {
         let mut waiters = self.waiters();
         let tat = &self.shared.tat.0;
         let mut current = tat.load(Ordering::Relaxed);
         loop {
             let booking = self.shared.gcra.book(current, now, tokens);
+            if booking.admit_at > now && booking.admit_at >= latest {
+                return Booked::TooLate {
+                    admit_at: booking.admit_at,
+                };
+            }
             match tat.compare_exchange_weak(
                 current,
                 booking.tat,

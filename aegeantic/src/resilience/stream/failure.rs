@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::resilience::retry::Timeouts;
+use crate::resilience::RateLimitError;
 
 /// Which time limit an attempt ran into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,6 +57,9 @@ where
     /// The attempt ran out of time.
     #[error("the attempt timed out")]
     Timeout(#[source] StreamTimeout),
+    /// The attempt never started: its tokens would have come only past the deadline.
+    #[error("the attempt found no tokens before the deadline")]
+    RateLimit(#[source] RateLimitError),
 }
 
 /// The nearest time limit of a running attempt.
@@ -76,22 +80,25 @@ impl Limits {
         }
     }
 
-    /// The earliest limit, given when the last item came (`None`: none yet).
+    /// The earliest limit, given when the last item came (`None`: none yet). A limit past
+    /// what the clock can represent never fires.
     pub(crate) fn nearest(&self, last_item: Option<Instant>) -> Option<(Instant, StreamTimeout)> {
+        let after =
+            |from: Instant, after: Duration, kind| Some((from.checked_add(after)?, kind, after));
         let item = match last_item {
             None => self
                 .timeouts
                 .first_item
-                .map(|after| (self.attempt_started + after, TimeoutKind::FirstItem, after)),
+                .and_then(|d| after(self.attempt_started, d, TimeoutKind::FirstItem)),
             Some(at) => self
                 .timeouts
                 .idle
-                .map(|after| (at + after, TimeoutKind::Idle, after)),
+                .and_then(|d| after(at, d, TimeoutKind::Idle)),
         };
         let attempt = self
             .timeouts
             .attempt
-            .map(|after| (self.attempt_started + after, TimeoutKind::Attempt, after));
+            .and_then(|d| after(self.attempt_started, d, TimeoutKind::Attempt));
         let operation = self.operation_end.map(|end| {
             (
                 end,

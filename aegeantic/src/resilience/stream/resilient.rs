@@ -24,7 +24,7 @@ mod attempt;
 mod settle;
 
 use self::attempt::{open, start_attempt, streamed};
-use self::settle::settle;
+use self::settle::{refused, settle};
 
 pin_project! {
     #[project = Projection]
@@ -206,13 +206,14 @@ where
                 }
             }
             StateProj::Acquiring { acquisition } => {
+                let deadline = this.run.operation_end();
                 let limiter = this
                     .run
                     .limiter
                     .as_ref()
                     .expect("acquiring needs a limiter");
-                match ready!(acquisition.poll(limiter, this.run.labels.operation_name.as_str(), cx))
-                {
+                let name = this.run.labels.operation_name.as_str();
+                match ready!(acquisition.poll(limiter, name, deadline, cx)) {
                     Ok(acquired) => {
                         let event = this.run.labels.rate_limit(acquired);
                         open::<O, S, T>(&mut this);
@@ -221,7 +222,7 @@ where
                     Err(error) => {
                         this.run.call = None;
                         this.state.set(State::Done);
-                        return Poll::Ready(Some(Err(ResilienceError::RateLimit(error))));
+                        return Poll::Ready(Some(Err(refused(&this, error))));
                     }
                 }
             }

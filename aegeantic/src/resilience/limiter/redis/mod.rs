@@ -340,7 +340,11 @@ impl RateLimiter {
     }
 
     /// Acquires through Redis, applying the failure policy when Redis cannot answer.
-    pub(super) async fn acquire_remote(&self, tokens: u32) -> Result<Acquired, RateLimitError> {
+    pub(super) async fn acquire_remote(
+        &self,
+        tokens: u32,
+        deadline: Option<Instant>,
+    ) -> Result<Acquired, RateLimitError> {
         let redis = self.shared.redis.as_ref().expect("a Redis-backed limiter");
         let fallback = match redis.acquire(tokens).await? {
             Remote::Answer(acquired) => return Ok(acquired),
@@ -356,7 +360,8 @@ impl RateLimiter {
             },
             Fallback::Local => {
                 let mut local = Acquisition::new(tokens);
-                std::future::poll_fn(|cx| local.poll_local(self, "redis-fallback", cx)).await?
+                std::future::poll_fn(|cx| local.poll_local(self, "redis-fallback", deadline, cx))
+                    .await?
             }
         };
         acquired.fallback = Some(fallback);

@@ -9,7 +9,7 @@ use futures_core::Stream;
 use tokio::time::Instant;
 
 use super::settle::end_attempt;
-use super::{End, Output, Projection, State, Timer};
+use super::{End, Output, Projection, Run, State, Timer};
 use crate::resilience::limiter::Acquisition;
 use crate::resilience::stream::failure::Limits;
 use crate::resilience::stream::open::Opener;
@@ -143,7 +143,7 @@ where
     }
     let stream = Opener::<T>::open(&mut this.run.opener);
     this.state.set(State::Streaming { stream });
-    let end = operation_end(this);
+    let end = this.run.operation_end();
     this.run.timer = match this.run.retry.as_ref().map(RetryConfig::timeouts) {
         Some(timeouts) if timeouts.any() || end.is_some() => {
             let now = Instant::now();
@@ -177,8 +177,11 @@ pub(super) fn rearm_timer<O, S: Stream>(this: &mut Projection<'_, O, S>) {
     };
 }
 
-/// When the operation must end, if `max_elapsed` is set.
-pub(super) fn operation_end<O, S: Stream>(this: &Projection<'_, O, S>) -> Option<Instant> {
-    let max = this.run.retry.as_ref()?.max_elapsed()?;
-    Some((this.run.started)? + max)
+impl<O> Run<O> {
+    /// When the operation must end, if `max_elapsed` is set. A deadline past what the clock
+    /// can represent is none: the operation may run for ever.
+    pub(super) fn operation_end(&self) -> Option<Instant> {
+        let max = self.retry.as_ref()?.max_elapsed()?;
+        self.started?.checked_add(max)
+    }
 }

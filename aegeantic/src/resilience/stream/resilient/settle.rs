@@ -8,13 +8,12 @@ use std::time::Duration;
 use futures_core::Stream;
 use tokio::time::Instant;
 
-use super::attempt::operation_end;
 use super::{Drain, End, Output, Projection, State};
 use crate::resilience::stream::failure::{AttemptError, StreamTimeout, TimeoutKind};
 use crate::resilience::stream::labels::Retry;
 use crate::resilience::stream::open::Opener;
 use crate::resilience::stream::Resilient;
-use crate::resilience::{MidStream, ResilienceError, RetryDecision};
+use crate::resilience::{MidStream, RateLimitError, ResilienceError, RetryDecision};
 
 /// Reports the attempt to the breaker; a state change goes out first, the rest after.
 pub(super) fn end_attempt<O, S, T, E>(
@@ -69,6 +68,7 @@ where
     let decision = match &failure {
         AttemptError::Operation(error) => config.retry_on().decide(error),
         AttemptError::Timeout(timeout) => config.retry_on().decide(timeout),
+        AttemptError::RateLimit(error) => config.retry_on().decide(error),
     };
     if committed || decision == RetryDecision::DoNotRetry || attempts >= config.max_attempts() {
         return Some(Err(give_up(failure, attempts)));
@@ -92,7 +92,7 @@ where
                     delay: asked,
                     max: config.max_server_delay(),
                 },
-                AttemptError::Timeout(_) => give_up(failure, attempts),
+                AttemptError::Timeout(_) | AttemptError::RateLimit(_) => give_up(failure, attempts),
             }));
         }
         if asked >= delay {
@@ -100,8 +100,11 @@ where
             server_directed = true;
         }
     }
-    if operation_end(this).is_some_and(|end| Instant::now() + delay >= end) {
-        return Some(Err(past_deadline(this, failure, attempts)));
+    if let Some(end) = this.run.operation_end() {
+        // A delay beyond what the clock can represent ends past any deadline.
+        if Instant::now().checked_add(delay).is_none_or(|at| at >= end) {
+            return Some(Err(past_deadline(this, failure, attempts)));
+        }
     }
     if config.budget().is_some_and(|budget| !budget.try_withdraw()) {
         return Some(Err(ResilienceError::RetryBudgetExhausted {
@@ -113,6 +116,7 @@ where
     let (error, timeout) = match &failure {
         AttemptError::Operation(error) => (error.to_string(), None),
         AttemptError::Timeout(timeout) => (timeout.to_string(), Some(timeout.kind)),
+        AttemptError::RateLimit(error) => (error.to_string(), None),
     };
     let event = this.run.labels.retry(Retry {
         attempt: attempts,
@@ -134,10 +138,27 @@ where
     Some(Ok(Resilient::Retry(event)))
 }
 
+/// The error for a limiter's refusal before an attempt: a wait past the deadline ends the
+/// operation on its deadline; any other refusal is the limiter's.
+pub(super) fn refused<O, S: Stream, E: Error + 'static>(
+    this: &Projection<'_, O, S>,
+    error: RateLimitError,
+) -> ResilienceError<E> {
+    match error {
+        RateLimitError::PastDeadline { .. } => {
+            // The attempt waiting for its tokens never ran.
+            let attempts = this.run.attempt - 1;
+            past_deadline(this, AttemptError::RateLimit(error), attempts)
+        }
+        error => ResilienceError::RateLimit(error),
+    }
+}
+
 fn give_up<E: Error + 'static>(failure: AttemptError<E>, attempts: u32) -> ResilienceError<E> {
     match failure {
         AttemptError::Operation(source) => ResilienceError::Operation { source, attempts },
         AttemptError::Timeout(source) => ResilienceError::Timeout { source, attempts },
+        AttemptError::RateLimit(source) => ResilienceError::RateLimit(source),
     }
 }
 
