@@ -197,6 +197,168 @@ mod properties {
     }
 }
 
+// ---- resumed streams and their attempt count
+
+/// Fails after every `every` items, `len` items in all.
+fn breaking_every(
+    len: u64,
+    every: u64,
+) -> impl FnMut(&Cursor<u64>) -> BoxStream<'static, Result<u64, io::Error>> {
+    move |cursor| {
+        let from = cursor.delivered;
+        let to = (from + every).min(len);
+        let tail = (to < len).then(reset);
+        stream::iter((from..to).map(Ok).chain(tail.map(Err))).boxed()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn progress_can_reset_the_attempt_count_of_a_resumed_stream() {
+    let config = |reset| {
+        policy()
+            .max_attempts(2)
+            .reset_on_progress(reset)
+            .build()
+            .unwrap()
+    };
+    let items = transcript(resumable_stream(
+        breaking_every(6, 2),
+        config(false),
+        "op",
+        "llm",
+    ))
+    .await;
+    assert_eq!(
+        items,
+        ["item:0", "item:1", "retry:1@1", "item:2", "item:3", "err:2"]
+    );
+
+    let start = Instant::now();
+    let items = transcript(resumable_stream(
+        breaking_every(6, 2),
+        config(true),
+        "op",
+        "llm",
+    ))
+    .await;
+    assert_eq!(
+        items,
+        [
+            "item:0",
+            "item:1",
+            "retry:1@1",
+            "item:2",
+            "item:3",
+            "retry:1@1",
+            "item:4",
+            "item:5"
+        ]
+    );
+    assert_eq!(
+        start.elapsed(),
+        2 * SEC,
+        "each series starts from the first delay"
+    );
+
+    // An attempt that made no progress still counts.
+    let stuck = |cursor: &Cursor<u64>| {
+        let first = cursor.delivered == 0;
+        stream::iter(first.then_some(Ok(0)).into_iter().chain([Err(reset())])).boxed()
+    };
+    let items = transcript(resumable_stream(stuck, config(true), "op", "llm")).await;
+    assert_eq!(items, ["item:0", "retry:1@1", "err:2"]);
+
+    // A restarted stream's items are no progress.
+    let factory = scripted(vec![(vec!["a"], Some(reset))]);
+    let config = policy()
+        .max_attempts(2)
+        .reset_on_progress(true)
+        .build()
+        .unwrap();
+    let items = transcript(retry_stream(factory, config, "op", "llm")).await;
+    assert_eq!(items, ["item:a", "retry:1@1", "item:a", "err:2"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_stream_retries_whatever_the_mid_stream_policy() {
+    let config = policy().mid_stream(MidStream::Fail).build().unwrap();
+    let items = transcript(resumable_stream(breaking_every(3, 2), config, "op", "llm")).await;
+    assert_eq!(items, ["item:0", "item:1", "retry:1@1", "item:2"]);
+}
+
+// ---- the deadline covers waits for tokens
+
+#[tokio::test(start_paused = true)]
+async fn a_token_wait_past_the_deadline_fails_at_once_and_takes_nothing() {
+    let limiter = common::limiter(0.1, 1);
+    assert!(
+        limiter.try_acquire(1).await.unwrap(),
+        "the next token is 10 s away"
+    );
+    let once = || stream::iter([Ok::<_, io::Error>("x")]);
+    let start = Instant::now();
+    let config = policy().max_elapsed(2 * SEC).build().unwrap();
+    let mut stream = Box::pin(resilient_stream(
+        once,
+        Some(config),
+        Some(limiter.clone()),
+        "op",
+        "llm",
+    ));
+    let Some(Err(error)) = stream.next().await else {
+        panic!("the stream fails");
+    };
+    assert_eq!(start.elapsed(), Duration::ZERO, "without waiting");
+    assert!(
+        matches!(error, ResilienceError::DeadlineExceeded { attempts: 0, elapsed, .. } if elapsed.is_zero()),
+        "{error:?}"
+    );
+    let chain = std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>();
+    assert!(
+        chain
+            .iter()
+            .any(|e| e.contains("10s") && e.contains("deadline")),
+        "{chain:?}"
+    );
+    assert!(stream.next().await.is_none());
+
+    // Its place went back: the token comes when it would have without it.
+    tokio::time::advance(10 * SEC).await;
+    assert!(limiter.try_acquire(1).await.unwrap());
+
+    // A wait that ends before the deadline is made.
+    let config = policy().max_elapsed(20 * SEC).build().unwrap();
+    let items = transcript(resilient_stream(
+        once,
+        Some(config),
+        Some(limiter.clone()),
+        "op",
+        "llm",
+    ))
+    .await;
+    assert_eq!(items, ["rate", "item:x"]);
+    assert_eq!(start.elapsed(), 20 * SEC);
+
+    // Before a retry: the first attempt failed, its retry would get a token only past the
+    // deadline.
+    tokio::time::advance(10 * SEC).await;
+    let factory = scripted(vec![(vec![], Some(reset)), (vec!["a"], None)]);
+    let config = policy().max_elapsed(5 * SEC).build().unwrap();
+    let start = Instant::now();
+    let items = transcript(resilient_stream(
+        factory,
+        Some(config),
+        Some(limiter.clone()),
+        "op",
+        "llm",
+    ))
+    .await;
+    assert_eq!(items, ["rate", "retry:1@1", "deadline:1"]);
+    assert_eq!(start.elapsed(), SEC, "only the back-off was waited");
+}
+
 // ---- timeouts
 
 /// A stream of `words` with `gap` before each, or stalling forever after `stall_after`.
@@ -349,6 +511,7 @@ async fn the_server_delay_wins_when_longer_than_back_off() {
         policy()
             .retry_on(RetryOn::classified::<Busy>())
             .max_server_delay(Duration::from_secs(60))
+            .server_delay_jitter(0.0)
             .build()
             .unwrap()
     };
@@ -383,6 +546,68 @@ async fn the_server_delay_wins_when_longer_than_back_off() {
         "fails instead of sleeping an hour"
     );
     assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+/// The delays a hundred clients told `Retry-After: 2 s` wait, and how long each slept.
+async fn waits_after_retry_after_2s(jitter: Option<f64>) -> Vec<(f64, Duration)> {
+    let mut waits = Vec::new();
+    for _ in 0..100 {
+        let mut builder = policy().retry_on(RetryOn::classified::<Busy>());
+        if let Some(fraction) = jitter {
+            builder = builder.server_delay_jitter(fraction);
+        }
+        let config = builder.build().unwrap();
+        let mut stream = Box::pin(retry_stream(
+            busy_then_ok(Some(2 * SEC)),
+            config,
+            "op",
+            "llm",
+        ));
+        let Some(Ok(Resilient::Retry(event))) = stream.next().await else {
+            panic!("a retry event first");
+        };
+        assert!(event.server_directed);
+        let start = Instant::now();
+        assert!(matches!(
+            stream.next().await,
+            Some(Ok(Resilient::Item("ok")))
+        ));
+        waits.push((event.next_delay_seconds, start.elapsed()));
+    }
+    waits
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_delays_are_spread_but_never_shortened() {
+    let waits = waits_after_retry_after_2s(None).await;
+    for &(announced, slept) in &waits {
+        assert!((2.0..=2.2).contains(&announced), "{announced}");
+        // The sleep is the announced delay (tokio's timer rounds to the millisecond).
+        assert!(
+            slept >= 2 * SEC
+                && slept <= Duration::from_secs_f64(announced) + Duration::from_millis(1)
+        );
+    }
+    let mut distinct: Vec<u64> = waits
+        .iter()
+        .map(|&(_, slept)| slept.as_millis() as u64)
+        .collect();
+    distinct.sort();
+    distinct.dedup();
+    assert!(
+        distinct.len() > 50,
+        "clients come back spread out: {distinct:?}"
+    );
+
+    for &(announced, _) in &waits_after_retry_after_2s(Some(0.5)).await {
+        assert!((2.0..=3.0).contains(&announced), "{announced}");
+    }
+    for &(announced, slept) in &waits_after_retry_after_2s(Some(0.0)).await {
+        assert_eq!((announced, slept), (2.0, 2 * SEC));
+    }
+    for bad in [-0.1, 1.5, f64::NAN] {
+        assert!(policy().server_delay_jitter(bad).build().is_err(), "{bad}");
+    }
 }
 
 // ---- retry budget
@@ -496,10 +721,34 @@ async fn breaker_events_interleave_with_retries() {
     let factory = scripted(vec![(vec![], Some(reset)), (vec!["a"], None)]);
     let stream = resilient_stream(factory, Some(policy().build().unwrap()), None, "op", "llm")
         .with_circuit_breaker(breaker);
-    // The failure opens the breaker; the retry 1 s later finds it open and fails fast.
+    // The failure opens the breaker for 10 s; a retry 1 s later would find it open, so
+    // none is announced.
+    assert_eq!(transcript(stream).await, ["circuit:Closed->Open", "open"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_the_breaker_reopens_for_probes_is_still_made() {
+    let breaker = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_ratio: 1.0,
+        window: 1,
+        minimum_calls: 1,
+        open_duration: SEC / 2,
+        half_open_probes: 1,
+        slow_call: None,
+    })
+    .unwrap();
+    let factory = scripted(vec![(vec![], Some(reset)), (vec!["a"], None)]);
+    let stream = resilient_stream(factory, Some(policy().build().unwrap()), None, "op", "llm")
+        .with_circuit_breaker(breaker);
     assert_eq!(
         transcript(stream).await,
-        ["circuit:Closed->Open", "retry:1@1", "open"]
+        [
+            "circuit:Closed->Open",
+            "retry:1@1",
+            "circuit:Open->HalfOpen",
+            "item:a",
+            "circuit:HalfOpen->Closed"
+        ]
     );
 }
 

@@ -209,6 +209,19 @@ impl CircuitBreaker {
         }
     }
 
+    /// The refusal a call would meet `delay` from now, if the breaker is open and stays
+    /// open until then.
+    pub(crate) fn open_past(&self, delay: Duration) -> Option<CircuitOpen> {
+        let breaker = self.lock();
+        if breaker.state != CircuitState::Open {
+            return None;
+        }
+        let retry_in = breaker.open_until.map_or(Duration::MAX, |until| {
+            until.saturating_duration_since(Instant::now())
+        });
+        (retry_in > delay).then_some(CircuitOpen { retry_in })
+    }
+
     /// Asks to make a call. Returns the permit, and the transition this caused (an open
     /// breaker whose time is up turns half-open).
     ///

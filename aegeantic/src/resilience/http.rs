@@ -71,23 +71,42 @@ pub fn classify_http(status: StatusCode, headers: &HeaderMap) -> RetryDecision {
 }
 
 /// The delay the server asked for: `None` when it said nothing, `Some(None)` when it said
-/// not to retry (a negative gRPC pushback).
-fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Option<Duration>> {
-    if let Some(ms) = header(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Some(Duration::from_secs_f64(ms / 1000.0)));
-        }
+/// not to retry (a negative or unreadable gRPC pushback).
+///
+/// A number too large for a [`Duration`], infinity included, is [`Duration::MAX`]: the
+/// server asked for a very long wait, which the retry layer refuses above
+/// `max_server_delay`. A negative number, NaN or a value that is no number is not a delay.
+pub(crate) fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Option<Duration>> {
+    if let Some(ms) = header(headers, "retry-after-ms").and_then(non_negative) {
+        return Some(Some(duration_from_secs(ms / 1000.0)));
     }
     if let Some(value) = header(headers, "retry-after") {
-        if let Ok(seconds) = value.parse::<u64>() {
-            return Some(Some(Duration::from_secs(seconds)));
+        if let Some(seconds) = non_negative(value) {
+            return Some(Some(duration_from_secs(seconds)));
         }
         if let Ok(date) = httpdate::parse_http_date(value) {
             return Some(Some(date.duration_since(now).unwrap_or(Duration::ZERO)));
         }
     }
+    // gRPC's pushback is an integer of milliseconds; anything else means do not retry.
     let pushback = header(headers, "grpc-retry-pushback-ms")?;
-    Some(pushback.parse::<u64>().ok().map(Duration::from_millis))
+    let integer = !pushback.is_empty() && pushback.bytes().all(|b| b.is_ascii_digit());
+    Some(
+        integer
+            .then(|| non_negative(pushback))
+            .flatten()
+            .map(|ms| duration_from_secs(ms / 1000.0)),
+    )
+}
+
+/// `value` as a number that is not negative (nor NaN); infinity stays.
+fn non_negative(value: &str) -> Option<f64> {
+    value.parse::<f64>().ok().filter(|number| *number >= 0.0)
+}
+
+/// A non-negative number of seconds as a duration; [`Duration::MAX`] when too large.
+fn duration_from_secs(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -150,6 +169,50 @@ mod tests {
         assert_eq!(
             classify_http(busy, &headers(&[("retry-after", "soon")])),
             RetryDecision::Retry
+        );
+    }
+
+    #[test]
+    fn numbers_too_large_for_a_duration_are_the_longest_wait() {
+        let busy = StatusCode::TOO_MANY_REQUESTS;
+        let longest = RetryDecision::RetryAfter(Duration::MAX);
+        let nines = "9".repeat(400);
+        for (name, value) in [
+            ("retry-after-ms", "2e22"),
+            ("retry-after-ms", "1e30"),
+            ("retry-after-ms", "1e300"),
+            ("retry-after-ms", "inf"),
+            ("retry-after-ms", nines.as_str()),
+            ("retry-after", "18446744073709551616"),
+            ("retry-after", "99999999999999999999999"),
+            ("grpc-retry-pushback-ms", "99999999999999999999999999"),
+        ] {
+            let decision = classify_http(busy, &headers(&[(name, value)]));
+            assert_eq!(decision, longest, "{name}: {value}");
+        }
+        // Parsed as a double, the largest u64 rounds up past what a Duration holds.
+        let decision = classify_http(busy, &headers(&[("retry-after", "18446744073709551615")]));
+        assert_eq!(decision, longest);
+    }
+
+    #[test]
+    fn values_that_are_not_delays_are_ignored() {
+        let busy = StatusCode::TOO_MANY_REQUESTS;
+        for value in ["-5", "-inf", "NaN", "", "soon", "0x10", "1.2.3"] {
+            let both = headers(&[("retry-after-ms", value), ("retry-after", value)]);
+            assert_eq!(
+                classify_http(busy, &both),
+                RetryDecision::Retry,
+                "{value:?}"
+            );
+        }
+        assert_eq!(
+            classify_http(busy, &headers(&[("retry-after", "1.5")])),
+            RetryDecision::RetryAfter(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            classify_http(busy, &headers(&[("grpc-retry-pushback-ms", "1.5")])),
+            RetryDecision::DoNotRetry
         );
     }
 

@@ -102,6 +102,15 @@ impl Jitter {
     }
 }
 
+/// `delay` lengthened by `U(0, fraction)` of itself, saturating at [`Duration::MAX`].
+pub(crate) fn lengthen<R: Rng + ?Sized>(delay: Duration, fraction: f64, rng: &mut R) -> Duration {
+    if fraction <= 0.0 || delay.is_zero() {
+        return delay;
+    }
+    let extra = delay.as_secs_f64() * fraction * rng.random_range(0.0..=1.0);
+    delay.saturating_add(Duration::try_from_secs_f64(extra).unwrap_or(Duration::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +145,32 @@ mod tests {
             );
             prop_assert!(d <= cap);
         }
+
+        #[test]
+        fn extreme_durations_stay_in_range(
+            jitter in strategies(),
+            delay in any_duration(),
+            previous in prop::option::of(any_duration()),
+            base in any_duration(),
+            cap in any_duration(),
+            fraction in 0.0f64..=1.0,
+        ) {
+            let d = jitter.apply(delay, previous, base, cap, &mut rand::rng());
+            prop_assert!(d <= cap);
+            let longer = lengthen(delay, fraction, &mut rand::rng());
+            prop_assert!(longer >= delay);
+            let bound = delay.as_secs_f64() * (1.0 + fraction);
+            prop_assert!(longer == Duration::MAX || longer.as_secs_f64() <= bound * (1.0 + 1e-12));
+        }
+    }
+
+    fn any_duration() -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            Just(Duration::MAX),
+            Just(Duration::ZERO),
+            (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+            (0u64..100_000_000_000).prop_map(Duration::from_micros),
+        ]
     }
 
     #[test]

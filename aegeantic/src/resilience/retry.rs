@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::backoff::Backoff;
+use super::jitter::lengthen;
 use super::{ConfigError, Jitter, RetryBudget, RetryOn};
 
 /// What a retry does when the failed attempt had already delivered items.
@@ -19,6 +20,9 @@ pub enum MidStream {
     /// Once an attempt has delivered an item it is committed: a later failure ends the
     /// stream with that error (gRPC's commit rule). Failures before the first item are
     /// still retried.
+    ///
+    /// [`resumable_stream`](super::resumable_stream) never delivers an item twice, so it
+    /// has nothing to protect and retries whatever this says.
     Fail,
 }
 
@@ -73,6 +77,8 @@ struct Policy {
     timeouts: Timeouts,
     max_elapsed: Option<Duration>,
     max_server_delay: Duration,
+    server_delay_jitter: f64,
+    reset_on_progress: bool,
     budget: Option<RetryBudget>,
 }
 
@@ -143,6 +149,16 @@ impl RetryConfig {
         self.policy.max_server_delay
     }
 
+    /// The most a server-directed delay is lengthened, as a fraction of it.
+    pub fn server_delay_jitter(&self) -> f64 {
+        self.policy.server_delay_jitter
+    }
+
+    /// Whether a resumed attempt that delivered items starts the attempt count afresh.
+    pub fn reset_on_progress(&self) -> bool {
+        self.policy.reset_on_progress
+    }
+
     /// The retry budget shared with other streams, if any.
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.policy.budget.as_ref()
@@ -150,6 +166,14 @@ impl RetryConfig {
 
     pub(crate) fn timeouts(&self) -> Timeouts {
         self.policy.timeouts
+    }
+
+    /// The wait for a server-directed delay `asked`: `asked` lengthened by a uniform random
+    /// fraction of itself up to [`server_delay_jitter`](RetryConfig::server_delay_jitter),
+    /// so that clients told the same `Retry-After` do not all come back in the same
+    /// millisecond. Never shorter than `asked`.
+    pub fn server_delay(&self, asked: Duration) -> Duration {
+        lengthen(asked, self.policy.server_delay_jitter, &mut rand::rng())
     }
 
     /// The delay after failed attempt `attempt` (counting from 1): the back-off schedule,
@@ -196,6 +220,8 @@ impl Default for Policy {
             timeouts: Timeouts::default(),
             max_elapsed: None,
             max_server_delay: Duration::from_secs(120),
+            server_delay_jitter: 0.1,
+            reset_on_progress: false,
             budget: None,
         }
     }
@@ -279,8 +305,12 @@ impl RetryConfigBuilder {
         self
     }
 
-    /// Bound the whole operation: an attempt still running then is cut short, and no
-    /// retry is started whose delay would end past it.
+    /// Bound the whole operation, waits included: an attempt still running then is cut
+    /// short, no retry is started whose delay would end past it, and a wait for a
+    /// rate-limit token that would end past it is not begun. Each ends the stream with
+    /// [`ResilienceError::DeadlineExceeded`](super::ResilienceError::DeadlineExceeded) at
+    /// once; a refused token wait takes nothing from the limiter and gives its place in the
+    /// queue back. A deadline further away than the clock can count is none.
     pub fn max_elapsed(mut self, max_elapsed: Duration) -> Self {
         self.config.max_elapsed = Some(max_elapsed);
         self
@@ -290,6 +320,27 @@ impl RetryConfigBuilder {
     /// longer one ends the stream with an error rather than sleeping that long.
     pub fn max_server_delay(mut self, max_server_delay: Duration) -> Self {
         self.config.max_server_delay = max_server_delay;
+        self
+    }
+
+    /// Lengthen every server-directed delay by a random fraction of itself, up to
+    /// `fraction` (in `[0, 1]`; default 0.1, 0 waits exactly what the server asked). The
+    /// wait is never shorter than the server asked.
+    pub fn server_delay_jitter(mut self, fraction: f64) -> Self {
+        self.config.server_delay_jitter = fraction;
+        self
+    }
+
+    /// For [`resumable_stream`](super::resumable_stream): a failed attempt that delivered
+    /// items made progress, so the next one counts as the first again, with the first
+    /// back-off delay (default `false`). A stream that keeps making progress is then
+    /// retried for as long as it does; bound it with
+    /// [`max_elapsed`](RetryConfigBuilder::max_elapsed) or a budget. Streams that restart
+    /// from the beginning make no progress by delivering items again, so
+    /// [`retry_stream`](super::retry_stream) and
+    /// [`resilient_stream`](super::resilient_stream) ignore it.
+    pub fn reset_on_progress(mut self, reset: bool) -> Self {
+        self.config.reset_on_progress = reset;
         self
     }
 
@@ -304,7 +355,8 @@ impl RetryConfigBuilder {
     ///
     /// # Errors
     /// [`ConfigError::ZeroAttempts`], [`ConfigError::BaseDelayExceedsMax`],
-    /// [`ConfigError::InvalidJitter`], or [`ConfigError::ZeroTimeout`] naming a timeout,
+    /// [`ConfigError::InvalidJitter`] (for `jitter_strategy` or `server_delay_jitter`), or
+    /// [`ConfigError::ZeroTimeout`] naming a timeout,
     /// `max_elapsed` or `max_server_delay` set to zero.
     pub fn build(self) -> Result<RetryConfig, ConfigError> {
         let config = self.config;
@@ -318,6 +370,7 @@ impl RetryConfigBuilder {
             });
         }
         config.jitter.validate()?;
+        Jitter::Proportional(config.server_delay_jitter).validate()?;
         let durations = [
             ("first_item_timeout", config.timeouts.first_item),
             ("idle_timeout", config.timeouts.idle),

@@ -173,6 +173,11 @@ where
 /// the number of items delivered so far (and the last one), and opens the stream from
 /// there. The consumer sees every item exactly once.
 ///
+/// Since no item comes twice, a failure after items is retried whatever the config's
+/// [`MidStream`](super::MidStream) says. Each attempt counts towards `max_attempts`, however
+/// much it delivered, unless the config sets
+/// [`reset_on_progress`](super::RetryConfigBuilder::reset_on_progress).
+///
 /// ```
 /// use std::{io, time::Duration};
 /// use futures::{stream, StreamExt};

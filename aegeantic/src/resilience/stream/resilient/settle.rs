@@ -51,10 +51,15 @@ where
         End::Item(Err(error)) => AttemptError::Operation(error),
         End::TimedOut(timeout) => AttemptError::Timeout(timeout),
     };
-    let attempts = this.run.attempt;
     let Some(config) = this.run.retry.as_ref() else {
-        return Some(Err(give_up(failure, attempts)));
+        return Some(Err(give_up(failure, this.run.attempt)));
     };
+    let resumes = Opener::<T>::resumes(&this.run.opener);
+    if resumes && this.run.delivered > 0 && config.reset_on_progress() {
+        this.run.attempt = 1;
+        this.run.previous_delay = None;
+    }
+    let attempts = this.run.attempt;
     if let AttemptError::Timeout(StreamTimeout {
         kind: TimeoutKind::Deadline,
         ..
@@ -62,9 +67,7 @@ where
     {
         return Some(Err(past_deadline(this, failure, attempts)));
     }
-    let committed = this.run.delivered > 0
-        && !Opener::<T>::resumes(&this.run.opener)
-        && config.mid_stream() == MidStream::Fail;
+    let committed = this.run.delivered > 0 && !resumes && config.mid_stream() == MidStream::Fail;
     let decision = match &failure {
         AttemptError::Operation(error) => config.retry_on().decide(error),
         AttemptError::Timeout(timeout) => config.retry_on().decide(timeout),
@@ -96,7 +99,7 @@ where
             }));
         }
         if asked >= delay {
-            delay = asked;
+            delay = config.server_delay(asked);
             server_directed = true;
         }
     }
@@ -105,6 +108,10 @@ where
         if Instant::now().checked_add(delay).is_none_or(|at| at >= end) {
             return Some(Err(past_deadline(this, failure, attempts)));
         }
+    }
+    // A breaker that stays open past the delay would refuse the retry: announce none.
+    if let Some(open) = this.run.breaker.as_ref().and_then(|b| b.open_past(delay)) {
+        return Some(Err(ResilienceError::CircuitOpen(open)));
     }
     if config.budget().is_some_and(|budget| !budget.try_withdraw()) {
         return Some(Err(ResilienceError::RetryBudgetExhausted {
