@@ -109,7 +109,9 @@ impl AgentRunner {
         }
     }
 
-    /// The conversation so far.
+    /// The conversation so far: the system prompt, then the messages of each completed
+    /// step. A step that failed or whose stream was dropped left nothing here (see
+    /// [`step_stream`](AgentRunner::step_stream)).
     pub fn history(&self) -> &[Message] {
         &self.history
     }
@@ -120,17 +122,26 @@ impl AgentRunner {
     ///
     /// Tool arguments that are not valid JSON, unknown tools and failed tools do not end the
     /// step: the model is sent the error as the tool's result and may correct itself.
+    ///
+    /// A step's messages (the user's input, the model's answers, the tools' results) join
+    /// the [`history`](AgentRunner::history) all at once, when the step yields
+    /// [`AgentEvent::StepComplete`]; until then the step's model calls are sent the history
+    /// followed by the step's messages so far. A step that ends with
+    /// [`AgentEvent::Error`], or whose stream is dropped at any point, leaves the history
+    /// exactly as it was before the step, so the next step never sends the model a tool
+    /// call without its result (which OpenAI-compatible servers refuse).
     pub fn step_stream(&mut self, input: impl Into<String>) -> StepStream<'_> {
         self.steps += 1;
         let step_id: Arc<str> = format!("step-{}", self.steps).into();
         let agent = Arc::clone(&self.agent);
         let history = &mut self.history;
-        history.push(Message::user(input));
+        let input = Message::user(input);
         Box::pin(async_stream::stream! {
+            let mut step = vec![input];
             let max_iterations = agent.config.max_iterations;
             for iteration in 1..=max_iterations {
                 let request = LlmRequest {
-                    messages: history.clone(),
+                    messages: history.iter().chain(&step).cloned().collect(),
                     tools: agent.tool_specs(),
                     max_tokens: agent.config.max_tokens,
                     model: agent.config.model.clone(),
@@ -168,8 +179,11 @@ impl AgentRunner {
                     usage: assembly.usage,
                     finish_reason: assembly.finish.clone(),
                 };
-                history.push(Message::assistant(assembly.text.clone(), tool_calls.clone()));
+                step.push(Message::assistant(assembly.text.clone(), tool_calls.clone()));
                 if tool_calls.is_empty() {
+                    // Committed before the yield: a consumer that has seen the event and
+                    // drops the stream finds the step in the history.
+                    history.append(&mut step);
                     yield AgentEvent::StepComplete {
                         step_id: step_id.clone(),
                         response: assembly.text,
@@ -218,7 +232,7 @@ impl AgentRunner {
                         Ok(value) => value,
                         Err(message) => Value::String(message),
                     };
-                    history.push(Message::tool_result(call.id.clone(), output_text(&output)));
+                    step.push(Message::tool_result(call.id.clone(), output_text(&output)));
                     yield AgentEvent::ToolOutput {
                         step_id: step_id.clone(),
                         call_id: call.id.clone(),

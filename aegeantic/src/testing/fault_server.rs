@@ -4,6 +4,9 @@
 //! with timed gaps) that ends cleanly or badly, an error status with headers, or a
 //! connection closed before any response. Every request is recorded with its arrival
 //! time, so tests can assert how many attempts were made and when.
+//!
+//! [`FaultServer::validating`] also checks each request's conversation the way OpenAI
+//! does, so a test learns when a client sends tool calls without their results.
 
 use std::io;
 use std::sync::Arc;
@@ -235,6 +238,21 @@ impl FaultServer {
         ScriptedServer::start(script, handle).await.map(FaultServer)
     }
 
+    /// Like [`start`](FaultServer::start), but each request's `messages` are checked first,
+    /// as OpenAI checks them: every assistant message with `tool_calls` must be followed,
+    /// before any other message, by one `tool` message per call, and every `tool` message
+    /// must answer such a call. A request that breaks this is recorded and answered
+    /// `400 invalid_request_error` naming the message at fault; it takes no reply from the
+    /// script.
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub async fn validating(script: impl IntoIterator<Item = Reply>) -> io::Result<Self> {
+        ScriptedServer::start(script, handle_validating)
+            .await
+            .map(FaultServer)
+    }
+
     /// The API root to give a provider: `http://127.0.0.1:PORT/v1`.
     pub fn base_url(&self) -> String {
         self.0.base_url()
@@ -251,21 +269,30 @@ impl FaultServer {
     }
 }
 
+/// [`handle`], after refusing a conversation OpenAI would refuse.
+async fn handle_validating(
+    State(script): State<Arc<Script<Reply, RecordedRequest>>>,
+    kill: Extension<Kill>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match check_conversation(&body) {
+        Ok(()) => handle(State(script), kill, headers, body).await,
+        Err(message) => {
+            script.record(record(&headers, &body));
+            let body = error_body(&message, "invalid_request_error");
+            status_response(400, Vec::new(), body)
+        }
+    }
+}
+
 async fn handle(
     State(script): State<Arc<Script<Reply, RecordedRequest>>>,
     Extension(Kill(kill)): Extension<Kill>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let reply = script.answer(RecordedRequest {
-        at: Instant::now(),
-        authorization: headers
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-    });
-    match reply {
+    match script.answer(record(&headers, &body)) {
         None => status_response(
             400,
             Vec::new(),
@@ -311,5 +338,127 @@ async fn handle(
             };
             event_stream(body, headers)
         }
+    }
+}
+
+fn record(headers: &HeaderMap, body: &[u8]) -> RecordedRequest {
+    RecordedRequest {
+        at: Instant::now(),
+        authorization: headers
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+        body: serde_json::from_slice(body).unwrap_or(Value::Null),
+    }
+}
+
+/// Whether the request's messages pair each tool call with its result (see
+/// [`FaultServer::validating`]); the error says which message is wrong.
+fn check_conversation(body: &[u8]) -> Result<(), String> {
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let Some(messages) = body["messages"].as_array() else {
+        return Err("the body has no 'messages' array".to_owned());
+    };
+    // The latest assistant message with calls, and its calls still without a result.
+    let mut open: Option<(usize, Vec<&str>)> = None;
+    for (index, message) in messages.iter().enumerate() {
+        if message["role"] == "tool" {
+            let id = message["tool_call_id"].as_str().unwrap_or_default();
+            let answered = open.as_mut().and_then(|(_, ids)| {
+                let at = ids.iter().position(|open_id| *open_id == id)?;
+                Some(ids.swap_remove(at))
+            });
+            if answered.is_none() {
+                return Err(format!(
+                    "messages[{index}]: a 'tool' message must answer a call of the \
+                     assistant message just before it, and '{id}' is no call left open"
+                ));
+            }
+            continue;
+        }
+        check_answered(open.take())?;
+        if message["role"] == "assistant" {
+            if let Some(calls) = message["tool_calls"].as_array() {
+                let ids = calls
+                    .iter()
+                    .map(|call| call["id"].as_str().unwrap_or_default());
+                open = Some((index, ids.collect()));
+            }
+        }
+    }
+    check_answered(open)
+}
+
+/// An assistant message's calls must all have their result before the next message.
+fn check_answered(open: Option<(usize, Vec<&str>)>) -> Result<(), String> {
+    match open {
+        Some((index, ids)) if !ids.is_empty() => Err(format!(
+            "messages[{index}]: an assistant message with 'tool_calls' must be followed by \
+             a 'tool' message for each call; no result for {}",
+            ids.join(", ")
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_conversation;
+    use serde_json::{json, Value};
+
+    fn check(messages: Value) -> Result<(), String> {
+        check_conversation(json!({ "messages": messages }).to_string().as_bytes())
+    }
+
+    fn call(ids: &[&str]) -> Value {
+        let calls: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                json!({ "id": id, "type": "function",
+                "function": { "name": "add", "arguments": "{}" } })
+            })
+            .collect();
+        json!({ "role": "assistant", "content": null, "tool_calls": calls })
+    }
+
+    fn result(id: &str) -> Value {
+        json!({ "role": "tool", "content": "5", "tool_call_id": id })
+    }
+
+    fn user() -> Value {
+        json!({ "role": "user", "content": "hi" })
+    }
+
+    #[test]
+    fn calls_answered_in_any_order_pass() {
+        let messages = json!([user(), call(&["a", "b"]), result("b"), result("a"), user()]);
+        assert_eq!(check(messages), Ok(()));
+    }
+
+    #[test]
+    fn a_call_without_its_result_is_refused() {
+        let error = check(json!([user(), call(&["a", "b"]), result("a"), user()])).unwrap_err();
+        assert!(error.starts_with("messages[1]:"), "{error}");
+        assert!(error.ends_with("no result for b"), "{error}");
+        let error = check(json!([user(), call(&["a"])])).unwrap_err();
+        assert!(error.ends_with("no result for a"), "{error}");
+    }
+
+    #[test]
+    fn a_result_without_its_call_is_refused() {
+        for messages in [
+            json!([user(), result("a")]),
+            json!([user(), call(&["a"]), result("b")]),
+            json!([user(), call(&["a"]), result("a"), result("a")]),
+            json!([user(), call(&["a"]), result("a"), user(), result("a")]),
+        ] {
+            let error = check(messages).unwrap_err();
+            assert!(error.contains("a 'tool' message must answer"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_body_without_messages_is_refused() {
+        assert!(check_conversation(b"not json").is_err());
     }
 }

@@ -28,8 +28,14 @@ pub(crate) struct Script<R, Q> {
 impl<R, Q> Script<R, Q> {
     /// Records `request` and takes the next reply, if any is left.
     pub(crate) fn answer(&self, request: Q) -> Option<R> {
-        lock(&self.requests).push(request);
+        self.record(request);
         lock(&self.replies).pop_front()
+    }
+
+    /// Records `request` without taking a reply, for a request refused before the script
+    /// is consulted.
+    pub(crate) fn record(&self, request: Q) {
+        lock(&self.requests).push(request);
     }
 }
 
