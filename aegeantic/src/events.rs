@@ -142,9 +142,15 @@ impl RateLimitEvent {
 }
 
 impl RetryEvent {
-    /// The delay before the next attempt.
+    /// The delay before the next attempt. An event read from elsewhere may hold any
+    /// number: a negative or NaN one reads as zero, one too large as [`Duration::MAX`].
+    ///
     pub fn next_delay(&self) -> Duration {
-        Duration::from_secs_f64(self.next_delay_seconds)
+        let seconds = self.next_delay_seconds;
+        if seconds.is_nan() || seconds <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
     }
 }
 
@@ -240,4 +246,38 @@ pub(crate) fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_delay_in_an_event_reads_as_a_duration() {
+        let mut event = RetryEvent {
+            operation_type: OperationType::Llm,
+            operation_name: "op".into(),
+            attempt: 1,
+            max_attempts: 3,
+            error: "reset".into(),
+            next_delay_seconds: 1.5,
+            items_delivered: 0,
+            timeout: None,
+            server_directed: false,
+            step_id: None,
+            timestamp: 0.0,
+        };
+        for (seconds, delay) in [
+            (1.5, Duration::from_millis(1500)),
+            (-1.0, Duration::ZERO),
+            (f64::NAN, Duration::ZERO),
+            (f64::NEG_INFINITY, Duration::ZERO),
+            (f64::INFINITY, Duration::MAX),
+            (1e300, Duration::MAX),
+            (Duration::MAX.as_secs_f64(), Duration::MAX),
+        ] {
+            event.next_delay_seconds = seconds;
+            assert_eq!(event.next_delay(), delay, "{seconds}");
+        }
+    }
 }

@@ -309,3 +309,46 @@ proptest! {
         prop_assert!(!items.is_empty());
     }
 }
+
+#[cfg(feature = "llm")]
+mod sse {
+    use aegeantic::llm::sse::SseParser;
+    use proptest::prelude::*;
+
+    /// Bytes that look like an event stream often enough to reach every branch.
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"data: ".to_vec()),
+            Just(b"event: error".to_vec()),
+            Just(b": comment".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\r".to_vec()),
+            Just("é€😀".as_bytes().to_vec()),
+            Just(vec![0xff, 0xfe, 0xc3]),
+            prop::collection::vec(any::<u8>(), 0..16),
+        ];
+        prop::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any bytes, cut anywhere, parse without a panic into the same events as in one
+        /// piece.
+        #[test]
+        fn any_bytes_cut_anywhere_parse_alike(body in body(), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8)) {
+            let whole = SseParser::new().push(&body);
+            let mut at: Vec<usize> = cuts.iter().map(|cut| cut.index(body.len() + 1)).collect();
+            at.sort();
+            let mut parser = SseParser::new();
+            let mut events = Vec::new();
+            let mut from = 0;
+            for to in at.into_iter().chain([body.len()]) {
+                events.extend(parser.push(&body[from..to]));
+                from = to;
+            }
+            prop_assert_eq!(events, whole);
+        }
+    }
+}
