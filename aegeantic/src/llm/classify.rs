@@ -3,8 +3,10 @@
 //! The rules follow the official OpenAI and Anthropic SDKs: timeouts, connection errors,
 //! 408, 409, 429 and 5xx are transient; other 4xx are not; `x-should-retry` overrides the
 //! status; two kinds of 429 can never succeed by waiting. Errors whose type says the
-//! request itself is at fault are never transient, whatever their status or code. A
-//! `Retry-After` becomes [`RetryDecision::RetryAfter`], which the retry layer honours.
+//! request itself is at fault (`invalid_request_error`, `authentication_error`,
+//! `permission_error`, `not_found_error`, `insufficient_quota`) are not transient, whatever
+//! their status or code; only `x-should-retry: true` overrides that. A `Retry-After`
+//! becomes [`RetryDecision::RetryAfter`], which the retry layer honours.
 
 use super::LlmError;
 use crate::resilience::{Classify, RetryDecision, RetryOn};

@@ -100,8 +100,9 @@ impl OpenAiConfig {
 ///
 /// An in-stream error is classified like the HTTP answer it stands for: a numeric `code`
 /// (`"400"` as well as `400`) is that status, and a known type or code gives one
-/// otherwise. Errors of type `invalid_request_error`, `authentication_error`,
-/// `permission_error`, `not_found_error` and `insufficient_quota` are never retried.
+/// otherwise. In-stream errors of type `invalid_request_error`, `authentication_error`,
+/// `permission_error`, `not_found_error` and `insufficient_quota` are never retried, and
+/// neither are such HTTP answers unless they carry `x-should-retry: true`.
 ///
 /// ```
 /// use aegeantic::llm::{LlmError, OpenAiCompatible, OpenAiConfig};
