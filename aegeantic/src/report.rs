@@ -66,15 +66,20 @@ impl fmt::Debug for DisplayChain<'_> {
 /// [`DisplayChain`], so the program ends with `Error: outer: cause: root cause` and exit
 /// status 1.
 ///
-/// ```no_run
+/// ```
+/// use std::io;
 /// use aegeantic::report::Report;
-/// use aegeantic::resilience::{RateLimitConfig, RateLimiter};
 ///
-/// fn main() -> Result<(), Report> {
-///     let limiter = RateLimiter::new(RateLimitConfig::default())?;
-///     # drop(limiter);
-///     Ok(())
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("model call failed")]
+/// struct CallFailed(#[source] io::Error);
+///
+/// fn run() -> Result<(), Report> {
+///     Err(CallFailed(io::Error::other("HTTP 401: bad key")))?
 /// }
+///
+/// // What `main` would print after `Error: `.
+/// assert_eq!(format!("{:?}", run().unwrap_err()), "model call failed: HTTP 401: bad key");
 /// ```
 pub struct Report(Box<dyn Error + 'static>);
 
