@@ -60,6 +60,9 @@ impl AnthropicConfig {
     /// A config for `model` at [`DEFAULT_BASE_URL`](Self::DEFAULT_BASE_URL), without a
     /// key, with a cap of [`DEFAULT_MAX_TOKENS`](Self::DEFAULT_MAX_TOKENS) and timeouts of
     /// 10 s (connect) and 60 s (response headers, and silence within the body).
+    ///
+    /// The timeouts bound one attempt: a retrying caller waits for each attempt in turn, so
+    /// an endpoint that never answers is given up after about `max_attempts` × 60 s.
     pub fn new(model: impl Into<String>) -> Self {
         AnthropicConfig {
             base_url: Self::DEFAULT_BASE_URL.to_owned(),
