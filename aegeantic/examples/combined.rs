@@ -4,9 +4,9 @@
 
 mod support;
 
-use std::error::Error;
 use std::time::Duration;
 
+use aegeantic::report::Report;
 use aegeantic::resilience::{
     resilient_stream, RateLimitConfig, RateLimiter, Resilient, RetryConfig, RetryOn,
 };
@@ -14,7 +14,7 @@ use futures::StreamExt;
 use support::{flaky_llm, Attempt};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> Result<(), Report> {
     let retry_config = RetryConfig::builder()
         .max_attempts(3)
         .base_delay(Duration::from_millis(50))

@@ -2,13 +2,12 @@
 //!
 //! `cargo run --example manual_limiter`
 
-use std::error::Error;
-
+use aegeantic::report::Report;
 use aegeantic::resilience::{RateLimitConfig, RateLimitError, RateLimiter};
 use tokio::time::Instant;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> Result<(), Report> {
     let limiter = RateLimiter::new(RateLimitConfig {
         requests_per_second: Some(10.0),
         burst_size: 3,

@@ -4,9 +4,9 @@
 
 mod support;
 
-use std::error::Error;
 use std::time::Duration;
 
+use aegeantic::report::Report;
 use aegeantic::resilience::{
     resilient_stream, RateLimitConfig, RateLimiter, ResilienceMonitor, RetryConfig,
 };
@@ -14,7 +14,7 @@ use futures::StreamExt;
 use support::{flaky_llm, Attempt};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> Result<(), Report> {
     let limiter = RateLimiter::new(RateLimitConfig {
         requests_per_second: Some(20.0),
         burst_size: 2,

@@ -6,10 +6,10 @@
 
 mod support;
 
-use std::error::Error;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::{io, time::Duration};
 
+use aegeantic::report::Report;
 use aegeantic::resilience::{
     resilient_stream, MidStream, RateLimitConfig, RateLimiter, ResilienceError, Resilient,
     RetryConfig,
@@ -35,7 +35,7 @@ struct ProductionLlmProvider {
 }
 
 impl ProductionLlmProvider {
-    fn new(base: BaseProvider) -> Result<Self, Box<dyn Error>> {
+    fn new(base: BaseProvider) -> Result<Self, Report> {
         let rate_limiter = RateLimiter::new(RateLimitConfig {
             requests_per_second: Some(50.0),
             requests_per_minute: Some(2000.0),
@@ -82,7 +82,7 @@ impl ProductionLlmProvider {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> Result<(), Report> {
     let provider = ProductionLlmProvider::new(BaseProvider::default())?;
     for prompt in ["Hello, world!", "Are you there?"] {
         let mut chunks = std::pin::pin!(provider.stream(prompt));

@@ -8,9 +8,9 @@
 mod support;
 
 use std::cell::RefCell;
-use std::error::Error;
 use std::time::Duration;
 
+use aegeantic::report::Report;
 use aegeantic::resilience::{
     resilient_stream, RateLimitConfig, RateLimiter, ResilienceMonitor, Resilient, RetryConfig,
 };
@@ -19,7 +19,7 @@ use support::{flaky_llm, Attempt};
 use tokio::time::Instant;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> Result<(), Report> {
     // One limiter per upstream API, shared by every call: 5 requests/s, bursts of 2.
     let limiter = RateLimiter::new(RateLimitConfig {
         requests_per_second: Some(5.0),
@@ -73,7 +73,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 }
             }
             log(name, format!("done: {answer:?}"));
-            Ok::<_, Box<dyn Error>>(())
+            Ok::<_, Report>(())
         }
     });
     for result in future::join_all(runs).await {

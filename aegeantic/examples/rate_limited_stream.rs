@@ -4,14 +4,13 @@
 
 mod support;
 
-use std::error::Error;
-
+use aegeantic::report::Report;
 use aegeantic::resilience::{rate_limited_stream, RateLimitConfig, RateLimiter, Resilient};
 use futures::StreamExt;
 use support::{flaky_llm, Attempt};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> Result<(), Report> {
     let limiter = RateLimiter::new(RateLimitConfig {
         requests_per_second: Some(5.0),
         burst_size: 1,

@@ -5,15 +5,15 @@
 
 mod support;
 
-use std::error::Error;
 use std::time::Duration;
 
+use aegeantic::report::{DisplayChain, Report};
 use aegeantic::resilience::{retry_stream, Backoff, Resilient, RetryConfig, RetryOn};
 use futures::StreamExt;
 use support::{flaky_llm, Attempt};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> Result<(), Report> {
     let config = RetryConfig::builder()
         .max_attempts(3)
         .backoff("exponential".parse::<Backoff>()?)
@@ -54,8 +54,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let mut stream = retry_stream(denied, config, "gpt-4", "llm");
     while let Some(item) = stream.next().await {
         if let Err(error) = item {
-            let cause = error.operation_error().map(ToString::to_string);
-            println!("gave up: {error} ({})", cause.unwrap_or_default());
+            // The whole chain: the resilience layer's message, then the operation's error.
+            println!("gave up: {}", DisplayChain(&error));
         }
     }
     Ok(())

@@ -2,12 +2,12 @@
 //!
 //! `cargo run --example tool_resilience`
 
-use std::error::Error;
 use std::io;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use aegeantic::report::Report;
 use aegeantic::resilience::{resilient_stream, ResilienceError, RetryConfig, RetryOn};
 use futures::{stream, StreamExt};
 
@@ -42,7 +42,7 @@ impl ApiTool {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> Result<(), Report> {
     let tool = ApiTool {
         retry_config: RetryConfig::builder()
             .max_attempts(3)

@@ -49,6 +49,7 @@ pub mod agent;
 pub mod events;
 #[cfg(feature = "llm")]
 pub mod llm;
+pub mod report;
 pub mod resilience;
 #[cfg(feature = "fault-server")]
 pub mod testing;

@@ -338,3 +338,109 @@ async fn the_api_key_never_shows() {
     assert!(!seen.contains(KEY), "{seen}");
     assert!(!seen.contains("0123456789"), "{seen}");
 }
+
+/// An answer whose error event is `error`, after one piece of text.
+fn failing_mid_stream(error: serde_json::Value) -> Reply {
+    Reply::text(&["Hel"], GAP).ending(StreamEnd::ErrorEvent(error))
+}
+
+#[tokio::test]
+async fn an_in_stream_error_with_a_numeric_string_code_has_that_status() {
+    // The shape OpenAI-compatible proxies send: the status as a string in `code`.
+    let invalid = json!({"message": "bad role", "type": "invalid_request_error", "code": "400"});
+    let server = FaultServer::start([failing_mid_stream(invalid.clone())])
+        .await
+        .unwrap();
+    let items = chunks(&provider(&server)).await;
+    let error = items.last().unwrap().as_ref().unwrap_err();
+    assert!(
+        matches!(error, LlmError::Api { status: Some(400), code: Some(code), kind: Some(kind), in_stream: true, .. }
+            if code == "invalid_request_error" && &**kind == "invalid_request_error"),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "stream error event 400 invalid_request_error: bad role"
+    );
+
+    server.push([failing_mid_stream(invalid), Reply::text(&["never"], GAP)]);
+    assert_eq!(transcript(&resilient(&server)).await, ["item:Hel", "err:1"]);
+    assert_eq!(server.requests().len(), 2);
+
+    // A numeric code of a transient status is retried, like its HTTP twin.
+    let busy = json!({"message": "busy", "type": "server_error", "code": "503"});
+    let server = FaultServer::start([failing_mid_stream(busy), Reply::text(&["Hel", "lo"], GAP)])
+        .await
+        .unwrap();
+    let items = transcript(&resilient(&server)).await;
+    assert_eq!(items[..2], ["item:Hel", "retry:1(1)"]);
+    assert_eq!(items[2..], ok_tail());
+}
+
+#[tokio::test]
+async fn request_errors_are_never_retried_whatever_their_code() {
+    let cases = [
+        ("invalid_request_error", json!("500")),
+        ("invalid_request_error", json!("invalid_value")),
+        ("authentication_error", json!(503)),
+        ("permission_error", json!("rate_limit_exceeded")),
+        ("not_found_error", json!("502")),
+        ("insufficient_quota", json!("429")),
+    ];
+    for (kind, code) in cases {
+        let error = json!({"message": "no", "type": kind, "code": code});
+        let server = FaultServer::start([failing_mid_stream(error), Reply::text(&["never"], GAP)])
+            .await
+            .unwrap();
+        let items = transcript(&resilient(&server)).await;
+        assert_eq!(items, ["item:Hel", "err:1"], "{kind} {code}");
+        assert_eq!(server.requests().len(), 1, "{kind} {code}");
+    }
+}
+
+#[tokio::test]
+async fn a_finished_stream_without_done_is_accepted_when_configured() {
+    let server = FaultServer::start([
+        Reply::text(&["Hel", "lo"], GAP).ending(StreamEnd::MissingDone),
+        Reply::text(&["Hel", "lo"], GAP).ending(StreamEnd::MissingDone),
+    ])
+    .await
+    .unwrap();
+    let accepting = |server: &FaultServer| {
+        let mut config =
+            OpenAiConfig::new(server.base_url(), "fault-model").accept_missing_done(true);
+        config.idle_timeout = Duration::from_millis(300);
+        OpenAiCompatible::new(config).unwrap()
+    };
+    let items: Vec<LlmChunk> = chunks(&accepting(&server))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(items.len(), 4, "{items:?}");
+    assert!(matches!(items[2], LlmChunk::Finish(FinishReason::Stop)));
+    let provider = ResilientProvider::new(accepting(&server)).retry(llm_common::retry());
+    assert_eq!(
+        llm_common::transcript(&provider, &request()).await,
+        ok_tail()
+    );
+
+    // A body that ends before the finish reason is still cut short.
+    let Reply::Stream {
+        headers,
+        chunks: events,
+        ..
+    } = Reply::text(&["Hel", "lo"], GAP).ending(StreamEnd::Cut)
+    else {
+        unreachable!("a text reply streams")
+    };
+    let unfinished = Reply::Stream {
+        headers,
+        chunks: events,
+        end: StreamEnd::MissingDone,
+    };
+    let server = FaultServer::start([unfinished]).await.unwrap();
+    let items = chunks(&accepting(&server)).await;
+    let error = items.last().unwrap().as_ref().unwrap_err();
+    assert!(matches!(error, LlmError::Truncated(_)), "{error:?}");
+}

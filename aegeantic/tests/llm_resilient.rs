@@ -32,6 +32,7 @@ fn overloaded() -> Result<LlmChunk, LlmError> {
     Err(LlmError::Api {
         status: Some(529),
         code: Some("overloaded_error".into()),
+        kind: Some("overloaded_error".into()),
         message: "Overloaded".into(),
         should_retry: None,
         server_delay: None,

@@ -9,9 +9,9 @@
 
 mod sim;
 
-use std::error::Error;
 use std::path::PathBuf;
 
+use aegeantic::report::Report;
 use plotters::prelude::*;
 use sim::{simulate, Outcome, Strategy};
 
@@ -20,7 +20,7 @@ const TRIALS: u32 = 100;
 type Metric = fn(&Outcome) -> f64;
 const SEED: u64 = 2015;
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() -> Result<(), Report> {
     let out = std::env::args()
         .skip_while(|arg| arg != "--out")
         .nth(1)
@@ -67,7 +67,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-fn chart(out: &PathBuf, sizes: &[usize], results: &[Vec<Outcome>]) -> Result<(), Box<dyn Error>> {
+fn chart(out: &PathBuf, sizes: &[usize], results: &[Vec<Outcome>]) -> Result<(), Report> {
     let root = SVGBackend::new(out, (1200, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(600);

@@ -111,10 +111,28 @@ pub enum AgentEvent {
         event: CircuitEvent,
     },
     /// The step failed; no more events follow.
+    ///
+    /// `error`'s own message names only its layer (`model call failed`); why it failed is
+    /// in its [`source()`](std::error::Error::source) chain: the retry layer, then the
+    /// provider's error, such as the server's answer. Show it to a person with
+    /// [`DisplayChain`](crate::report::DisplayChain):
+    ///
+    /// ```
+    /// use aegeantic::agent::AgentEvent;
+    /// use aegeantic::report::DisplayChain;
+    ///
+    /// fn report(event: &AgentEvent) {
+    ///     if let AgentEvent::Error { error, .. } = event {
+    ///         // model call failed: operation failed after 1 attempt(s): HTTP 400
+    ///         // invalid_request_error: Invalid value for 'messages[0].role' ...
+    ///         eprintln!("step failed: {}", DisplayChain(&**error));
+    ///     }
+    /// }
+    /// ```
     Error {
         /// The step.
         step_id: Arc<str>,
-        /// Why.
+        /// Why; print it with its chain.
         error: Arc<AgentError>,
     },
     /// The model answered without calling tools; the step is done.

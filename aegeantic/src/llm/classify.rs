@@ -2,8 +2,11 @@
 //!
 //! The rules follow the official OpenAI and Anthropic SDKs: timeouts, connection errors,
 //! 408, 409, 429 and 5xx are transient; other 4xx are not; `x-should-retry` overrides the
-//! status; two kinds of 429 can never succeed by waiting. A `Retry-After` becomes
-//! [`RetryDecision::RetryAfter`], which the retry layer honours.
+//! status; two kinds of 429 can never succeed by waiting. Errors whose type says the
+//! request itself is at fault (`invalid_request_error`, `authentication_error`,
+//! `permission_error`, `not_found_error`, `insufficient_quota`) are not transient, whatever
+//! their status or code; only `x-should-retry: true` overrides that. A `Retry-After`
+//! becomes [`RetryDecision::RetryAfter`], which the retry layer honours.
 
 use super::LlmError;
 use crate::resilience::{Classify, RetryDecision, RetryOn};
@@ -23,12 +26,14 @@ pub fn classify(error: &LlmError) -> RetryDecision {
         LlmError::Api {
             status,
             code,
+            kind,
             message,
             should_retry,
             server_delay,
             ..
         } => {
-            if !classify_status(*status, code.as_deref(), message, *should_retry) {
+            let labels = [code.as_deref(), kind.as_deref()];
+            if !classify_status(*status, &labels, message, *should_retry) {
                 RetryDecision::DoNotRetry
             } else if let Some(delay) = server_delay {
                 RetryDecision::RetryAfter(*delay)
@@ -42,6 +47,7 @@ pub fn classify(error: &LlmError) -> RetryDecision {
         } => retry,
         LlmError::Protocol(_)
         | LlmError::Config(_)
+        | LlmError::InvalidBaseUrl { .. }
         | LlmError::RateLimit(_)
         | LlmError::Other { .. } => RetryDecision::DoNotRetry,
     }
@@ -53,23 +59,46 @@ impl Classify for LlmError {
     }
 }
 
+/// Error types and codes that say the request itself is at fault: sending it again cannot
+/// succeed, whatever status came with them.
+const PERMANENT: [&str; 5] = [
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "not_found_error",
+    "insufficient_quota",
+];
+
 /// Whether an error answer is transient, from its status (or `None` for an in-stream error
-/// of unknown status), provider code, message and `x-should-retry` header.
+/// of unknown status), the provider's labels for it (its code and its type), its message
+/// and its `x-should-retry` header.
+///
+/// ```
+/// use aegeantic::llm::classify_status;
+///
+/// assert!(classify_status(Some(503), &[Some("server_error")], "", None));
+/// // An invalid request stays invalid, even when a proxy sends it with a 5xx code.
+/// assert!(!classify_status(Some(500), &[Some("500"), Some("invalid_request_error")], "", None));
+/// ```
 pub fn classify_status(
     status: Option<u16>,
-    code: Option<&str>,
+    labels: &[Option<&str>],
     message: &str,
     should_retry: Option<bool>,
 ) -> bool {
+    let labelled = |label: &str| labels.contains(&Some(label));
     // Waiting never buys quota, and a request over the whole per-minute token budget is
     // refused however long we wait; both come as 429 and must win over the header.
-    if code == Some("insufficient_quota")
+    if labelled("insufficient_quota")
         || (message.contains("Request too large") && message.contains("tokens per min"))
     {
         return false;
     }
     if let Some(should_retry) = should_retry {
         return should_retry;
+    }
+    if PERMANENT.iter().any(|label| labelled(label)) {
+        return false;
     }
     match status {
         Some(408 | 409 | 429) => true,
@@ -89,7 +118,7 @@ pub fn classify_status(
 ///
 /// let retry_on = llm_retry_on();
 /// let overloaded = LlmError::Api {
-///     status: Some(503), code: None, message: "overloaded".into(),
+///     status: Some(503), code: None, kind: None, message: "overloaded".into(),
 ///     should_retry: None, server_delay: None, in_stream: false,
 /// };
 /// assert!(retry_on.matches(&overloaded));
@@ -108,6 +137,7 @@ mod tests {
         LlmError::Api {
             status: Some(status),
             code: code.map(str::to_owned),
+            kind: None,
             message: message.to_owned(),
             should_retry: should,
             server_delay: Some(Duration::from_millis(5)),
@@ -133,6 +163,35 @@ mod tests {
         assert!(!api(429, Some("insufficient_quota"), "", Some(true)).is_transient());
         assert!(!api(503, None, "", Some(false)).is_transient());
         assert!(api(400, None, "", Some(true)).is_transient());
+    }
+
+    #[test]
+    fn request_errors_are_permanent_whatever_the_status_but_the_header_decides() {
+        for label in PERMANENT {
+            for status in [None, Some(429), Some(500), Some(503)] {
+                assert!(!classify_status(status, &[None, Some(label)], "", None));
+                assert!(!classify_status(status, &[Some(label), None], "", None));
+            }
+        }
+        assert!(classify_status(
+            Some(500),
+            &[Some("server_error")],
+            "",
+            None
+        ));
+        assert!(classify_status(
+            Some(400),
+            &[Some("invalid_request_error")],
+            "",
+            Some(true)
+        ));
+        // Quota is the exception: waiting never buys it, whatever the server says.
+        assert!(!classify_status(
+            Some(429),
+            &[None, Some("insufficient_quota")],
+            "",
+            Some(true)
+        ));
     }
 
     #[test]

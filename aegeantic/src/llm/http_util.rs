@@ -55,6 +55,36 @@ pub(super) fn client(connect_timeout: Duration) -> Result<reqwest::Client, LlmEr
         .map_err(|error| LlmError::Config(error.without_url().to_string()))
 }
 
+/// The URL of `path` (such as `/chat/completions`) under the API root `base_url`, refused
+/// when it does not parse or is not `http` or `https`, so that a misconfigured provider
+/// fails when it is built rather than on every request.
+pub(super) fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, LlmError> {
+    let invalid = |problem, source| LlmError::InvalidBaseUrl {
+        url: redact_credentials(base_url),
+        problem,
+        source,
+    };
+    let parse = |url: &str| {
+        reqwest::Url::parse(url).map_err(|error| invalid("it does not parse", Some(error.into())))
+    };
+    let scheme = parse(base_url)?.scheme().to_owned();
+    if scheme != "http" && scheme != "https" {
+        return Err(invalid("the scheme must be http or https", None));
+    }
+    parse(&format!("{}{path}", base_url.trim_end_matches('/')))
+}
+
+/// `url` with everything from its scheme's `://` (or its start) to its last `@` replaced
+/// by `<redacted>`: a user name and password, however malformed the rest. An `@` later in
+/// the path hides more than needed, which only costs readability in an error message.
+fn redact_credentials(url: &str) -> String {
+    let start = url.find("://").map_or(0, |at| at + 3);
+    match url[start..].rfind('@') {
+        Some(at) => format!("{}<redacted>{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
+    }
+}
+
 /// Removes the API key from text that came from the server, which may echo it.
 pub(super) struct Redactor(pub(super) Option<ApiKey>);
 
@@ -67,23 +97,56 @@ impl Redactor {
     }
 }
 
-/// A reqwest failure as a transient connection error whose source has an `io` kind that
-/// [`RetryOn::transient`](crate::resilience::RetryOn::transient) knows.
-fn transport_error(error: reqwest::Error) -> LlmError {
+/// Where in the exchange a transport failure happened.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    /// Connecting, sending the request, or waiting for the response headers.
+    Request,
+    /// Reading the body.
+    Body,
+}
+
+/// A reqwest failure as a transient connection error. Its `io` kind says what happened,
+/// as [`LlmError::Connection`] shows it and
+/// [`RetryOn::transient`](crate::resilience::RetryOn::transient) matches it; the reqwest
+/// error, without its URL (a base URL may carry credentials), is kept as the source.
+fn transport_error(error: reqwest::Error, phase: Phase) -> LlmError {
     if error.is_builder() {
         return LlmError::Config(error.without_url().to_string());
     }
-    let kind = if error.is_timeout() {
+    let found = io_kinds(&error);
+    let kind = if error.is_timeout() || found.contains(&io::ErrorKind::TimedOut) {
         io::ErrorKind::TimedOut
-    } else if error.is_connect() {
+    } else if found.contains(&io::ErrorKind::ConnectionRefused) {
         io::ErrorKind::ConnectionRefused
-    } else if error.is_body() || error.is_decode() {
+    } else if found.contains(&io::ErrorKind::ConnectionReset) {
+        io::ErrorKind::ConnectionReset
+    } else if error.is_connect() {
+        // No route, a name that does not resolve, a TLS handshake that fails.
+        io::ErrorKind::NotConnected
+    } else if phase == Phase::Body {
         io::ErrorKind::UnexpectedEof
     } else {
-        io::ErrorKind::ConnectionReset
+        // hyper's "connection closed before message completed", mostly: the server
+        // dropped the connection without answering.
+        io::ErrorKind::ConnectionAborted
     };
-    // The URL is dropped: a base URL may carry credentials.
     LlmError::Connection(io::Error::new(kind, error.without_url()))
+}
+
+/// The kinds of the `io` errors in `error`'s source chain, outermost first.
+fn io_kinds(error: &(dyn std::error::Error + 'static)) -> Vec<io::ErrorKind> {
+    let mut kinds = Vec::new();
+    let mut link = error.source();
+    // A bound: a `source()` cycle must not hang us.
+    for _ in 0..32 {
+        let Some(cause) = link else { break };
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            kinds.push(io.kind());
+        }
+        link = cause.source();
+    }
+    kinds
 }
 
 pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -120,7 +183,7 @@ async fn send(
             io::ErrorKind::TimedOut,
             format!("no response headers within {response_timeout:?}"),
         ))),
-        Ok(Err(error)) => Err(transport_error(error)),
+        Ok(Err(error)) => Err(transport_error(error, Phase::Request)),
         Ok(Ok(response)) => Ok(response),
     }
 }
@@ -144,7 +207,7 @@ where
     match tokio::time::timeout(idle_timeout, body.next()).await {
         Err(_) => Err(LlmError::idle(idle_timeout)),
         Ok(None) => Ok(None),
-        Ok(Some(Err(error))) => Err(transport_error(error)),
+        Ok(Some(Err(error))) => Err(transport_error(error, Phase::Body)),
         Ok(Some(Ok(bytes))) => Ok(Some(bytes)),
     }
 }
@@ -169,6 +232,9 @@ pub(super) struct Exchange {
     pub(super) http_error: fn(u16, &HeaderMap, &str, &Redactor) -> LlmError,
     /// The server's rate-limit headers, yielded first when there are any.
     pub(super) quota: fn(&HeaderMap) -> Quota,
+    /// Whether a body that ends cleanly, at an event boundary, after a
+    /// [`LlmChunk::Finish`] is complete without the terminator.
+    pub(super) finish_is_complete: bool,
 }
 
 impl Exchange {
@@ -185,6 +251,7 @@ impl Exchange {
             redactor,
             http_error,
             quota,
+            finish_is_complete,
         } = self;
         Box::pin(async_stream::stream! {
             let builder = match request {
@@ -214,6 +281,7 @@ impl Exchange {
             }
             let mut body = response.bytes_stream();
             let mut parser = SseParser::new();
+            let mut finished = false;
             loop {
                 let bytes = match next_bytes(&mut body, idle_timeout).await {
                     Ok(Some(bytes)) => bytes,
@@ -227,6 +295,7 @@ impl Exchange {
                     match decode(&event, &redactor) {
                         Ok(Step::Chunks(chunks)) => {
                             for chunk in chunks {
+                                finished |= matches!(chunk, LlmChunk::Finish(_));
                                 yield Ok(chunk);
                             }
                         }
@@ -237,6 +306,9 @@ impl Exchange {
                         }
                     }
                 }
+            }
+            if finish_is_complete && finished && !parser.has_partial() {
+                return;
             }
             // Most clients take a clean close without the end marker as success, and
             // silently lose the end of the answer.
@@ -261,6 +333,19 @@ pub(super) fn header_map(pairs: &[(&'static str, &str)]) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_redacted_however_the_url_is_malformed() {
+        for (url, shown) in [
+            ("https://user:pw@host/v1", "https://<redacted>@host/v1"),
+            ("ftp://user:p/w@host", "ftp://<redacted>@host"),
+            ("user:pw@host", "<redacted>@host"),
+            ("http:/user:pw@host", "<redacted>@host"),
+            ("https://host/v1", "https://host/v1"),
+        ] {
+            assert_eq!(redact_credentials(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn retry_after_ms_wins_then_seconds_then_dates() {

@@ -7,7 +7,9 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http_util::{client, env_var, header, server_delay, ApiKey, Exchange, Redactor, Step};
+use super::http_util::{
+    client, endpoint, env_var, header, server_delay, ApiKey, Exchange, Redactor, Step,
+};
 use super::sse::SseEvent;
 use super::{
     parse_reset, FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, LlmStream, Message,
@@ -30,6 +32,11 @@ pub struct OpenAiConfig {
     /// Limit on the silence between two pieces of the body: a stalled stream fails with
     /// [`LlmError::Idle`] instead of hanging.
     pub idle_timeout: Duration,
+    /// Whether a body that ends cleanly after the finish reason, without `data: [DONE]`,
+    /// is a complete answer. Off by default: without the terminator a cut at an event
+    /// boundary looks exactly like the end, so the answer is reported as
+    /// [`LlmError::Truncated`]. Turn it on only for a server known to omit `[DONE]`.
+    pub accept_missing_done: bool,
 }
 
 impl OpenAiConfig {
@@ -37,7 +44,11 @@ impl OpenAiConfig {
     pub const DEFAULT_BASE_URL: &'static str = "https://api.openai.com/v1";
 
     /// A config for `model` at `base_url`, without a key, with timeouts of 10 s (connect)
-    /// and 60 s (response headers, and silence within the body).
+    /// and 60 s (response headers, and silence within the body), requiring `data: [DONE]`.
+    ///
+    /// The timeouts bound one attempt. A retrying caller waits for each attempt in turn: with
+    /// four attempts, an endpoint that accepts connections but never answers is given up
+    /// after about 4 × 60 s. Shorten `response_timeout` (and `idle_timeout`) to fail sooner.
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
         OpenAiConfig {
             base_url: base_url.into(),
@@ -46,6 +57,7 @@ impl OpenAiConfig {
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
+            accept_missing_done: false,
         }
     }
 
@@ -67,6 +79,13 @@ impl OpenAiConfig {
         self.api_key = Some(ApiKey::new(key));
         self
     }
+
+    /// Sets [`accept_missing_done`](Self::accept_missing_done).
+    #[must_use]
+    pub fn accept_missing_done(mut self, accept: bool) -> Self {
+        self.accept_missing_done = accept;
+        self
+    }
 }
 
 /// Streams chat completions from an OpenAI-compatible endpoint.
@@ -75,22 +94,44 @@ impl OpenAiConfig {
 /// [`LlmChunk`]s and fails with a classified [`LlmError`] on: an error status (with
 /// `retry-after-ms` / `retry-after` read into `server_delay` and `x-should-retry` kept),
 /// an error event inside the stream, a body that ends without `data: [DONE]`
-/// ([`LlmError::Truncated`]), and silence longer than the idle timeout
-/// ([`LlmError::Idle`]). It never retries on its own; wrap it in a
-/// [`ResilientProvider`](super::ResilientProvider).
+/// ([`LlmError::Truncated`], unless [`OpenAiConfig::accept_missing_done`] is set and the
+/// finish reason arrived), and silence longer than the idle timeout ([`LlmError::Idle`]).
+/// It never retries on its own; wrap it in a [`ResilientProvider`](super::ResilientProvider).
+///
+/// An in-stream error is classified like the HTTP answer it stands for: a numeric `code`
+/// (`"400"` as well as `400`) is that status, and a known type or code gives one
+/// otherwise. In-stream errors of type `invalid_request_error`, `authentication_error`,
+/// `permission_error`, `not_found_error` and `insufficient_quota` are never retried, and
+/// neither are such HTTP answers unless they carry `x-should-retry: true`.
+///
+/// ```
+/// use aegeantic::llm::{LlmError, OpenAiCompatible, OpenAiConfig};
+///
+/// let config = OpenAiConfig::new("localhost:8080/v1", "gpt-4o-mini");
+/// let error = OpenAiCompatible::new(config).unwrap_err();
+/// assert!(matches!(error, LlmError::InvalidBaseUrl { .. }));
+/// assert_eq!(
+///     error.to_string(),
+///     r#"invalid base URL "localhost:8080/v1": the scheme must be http or https"#
+/// );
+/// ```
 #[derive(Clone, Debug)]
 pub struct OpenAiCompatible {
     config: Arc<OpenAiConfig>,
     client: reqwest::Client,
+    /// `/chat/completions` under the base URL, checked when the provider is built.
+    endpoint: reqwest::Url,
 }
 
 impl OpenAiCompatible {
     /// A provider for `config`.
     ///
     /// # Errors
-    /// [`LlmError::Config`] when the HTTP client cannot be built.
+    /// [`LlmError::InvalidBaseUrl`] when the base URL does not parse or is not `http` or
+    /// `https`; [`LlmError::Config`] when the HTTP client cannot be built.
     pub fn new(config: OpenAiConfig) -> Result<Self, LlmError> {
         Ok(OpenAiCompatible {
+            endpoint: endpoint(&config.base_url, "/chat/completions")?,
             client: client(config.connect_timeout)?,
             config: Arc::new(config),
         })
@@ -105,9 +146,8 @@ impl OpenAiCompatible {
 impl LlmProvider for OpenAiCompatible {
     fn stream(&self, request: &LlmRequest) -> LlmStream {
         let config = &self.config;
-        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         let body = request_body(request, &config.model);
-        let mut builder = self.client.post(url).json(&body);
+        let mut builder = self.client.post(self.endpoint.clone()).json(&body);
         if let Some(key) = &config.api_key {
             builder = builder.bearer_auth(key.expose());
         }
@@ -118,6 +158,7 @@ impl LlmProvider for OpenAiCompatible {
             redactor: Redactor(config.api_key.clone()),
             http_error,
             quota,
+            finish_is_complete: config.accept_missing_done,
         }
         .stream(|event, redactor| {
             if event.data.trim() == "[DONE]" {
@@ -198,24 +239,49 @@ struct ErrorBody {
 }
 
 impl ErrorBody {
-    /// The most specific label: `code` when it is a string, else `type`.
+    /// The most specific label: `code` when it is a word, else `type`.
     fn label(&self) -> Option<String> {
         match &self.code {
-            Some(Value::String(code)) => Some(code.clone()),
+            Some(Value::String(code)) if status_in(code).is_none() => Some(code.clone()),
             _ => self.kind.clone(),
         }
     }
+
+    /// The status `code` stands for when it is a number: proxies send `400` and `"400"`.
+    fn status(&self) -> Option<u16> {
+        match self.code.as_ref()? {
+            Value::String(code) => status_in(code),
+            Value::Number(code) => code
+                .as_u64()
+                .and_then(|code| u16::try_from(code).ok())
+                .filter(|code| (100..600).contains(code)),
+            _ => None,
+        }
+    }
+}
+
+/// `code` as an HTTP status, when it is one.
+fn status_in(code: &str) -> Option<u16> {
+    let code = code.trim();
+    if code.is_empty() || !code.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    code.parse().ok().filter(|code| (100..600).contains(code))
 }
 
 fn http_error(status: u16, headers: &HeaderMap, body: &str, redactor: &Redactor) -> LlmError {
     let parsed = serde_json::from_str::<ErrorEnvelope>(body).ok();
     let code = parsed.as_ref().and_then(|envelope| envelope.error.label());
+    let kind = parsed
+        .as_ref()
+        .and_then(|envelope| envelope.error.kind.as_deref().map(Box::from));
     let message = parsed
         .and_then(|envelope| envelope.error.message)
         .unwrap_or_else(|| body.chars().take(500).collect());
     LlmError::Api {
         status: Some(status),
         code,
+        kind,
         message: redactor.scrub(&message),
         should_retry: header(headers, "x-should-retry").and_then(|value| match value {
             "true" => Some(true),
@@ -356,18 +422,21 @@ fn stream_error(value: Value, redactor: &Redactor) -> LlmError {
         .map(|envelope| envelope.error)
         .ok();
     let code = body.as_ref().and_then(ErrorBody::label);
+    let kind = body
+        .as_ref()
+        .and_then(|body| body.kind.as_deref().map(Box::<str>::from));
     let status = body
         .as_ref()
-        .and_then(|body| body.code.as_ref())
-        .and_then(Value::as_u64)
-        .and_then(|code| u16::try_from(code).ok())
-        .or_else(|| code.as_deref().and_then(status_for_code));
+        .and_then(ErrorBody::status)
+        .or_else(|| code.as_deref().and_then(status_for_code))
+        .or_else(|| kind.as_deref().and_then(status_for_code));
     let message = body
         .and_then(|body| body.message)
         .unwrap_or_else(|| value.to_string());
     LlmError::Api {
         status,
         code,
+        kind,
         message: redactor.scrub(&message),
         should_retry: None,
         server_delay: None,

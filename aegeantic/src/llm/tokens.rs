@@ -99,7 +99,7 @@ impl Buckets {
                 let _corrected = limiter.cap_available(remaining).await;
                 #[cfg(feature = "tracing")]
                 if let Err(error) = _corrected {
-                    tracing::warn!(%error, "rate limit: quota correction failed");
+                    tracing::warn!(error = %crate::report::DisplayChain(&error), "rate limit: quota correction failed");
                 }
             }
         }
@@ -160,7 +160,7 @@ pub(super) fn metered(
             let _settled = reservation.settle(usage.prompt_tokens + usage.completion_tokens).await;
             #[cfg(feature = "tracing")]
             if let Err(error) = _settled {
-                tracing::warn!(%error, "rate limit: token refund failed");
+                tracing::warn!(error = %crate::report::DisplayChain(&error), "rate limit: token refund failed");
             }
         }
     })

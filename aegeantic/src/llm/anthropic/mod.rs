@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderValue;
 
-use super::http_util::{client, env_var, ApiKey, Exchange, Redactor};
+use super::http_util::{client, endpoint, env_var, ApiKey, Exchange, Redactor};
 use super::{LlmError, LlmProvider, LlmRequest, LlmStream};
 use wire::Decoder;
 
@@ -60,6 +60,9 @@ impl AnthropicConfig {
     /// A config for `model` at [`DEFAULT_BASE_URL`](Self::DEFAULT_BASE_URL), without a
     /// key, with a cap of [`DEFAULT_MAX_TOKENS`](Self::DEFAULT_MAX_TOKENS) and timeouts of
     /// 10 s (connect) and 60 s (response headers, and silence within the body).
+    ///
+    /// The timeouts bound one attempt: a retrying caller waits for each attempt in turn, so
+    /// an endpoint that never answers is given up after about `max_attempts` × 60 s.
     pub fn new(model: impl Into<String>) -> Self {
         AnthropicConfig {
             base_url: Self::DEFAULT_BASE_URL.to_owned(),
@@ -125,15 +128,19 @@ impl AnthropicConfig {
 pub struct Anthropic {
     config: Arc<AnthropicConfig>,
     client: reqwest::Client,
+    /// `/messages` under the base URL, checked when the provider is built.
+    endpoint: reqwest::Url,
 }
 
 impl Anthropic {
     /// A provider for `config`.
     ///
     /// # Errors
-    /// [`LlmError::Config`] when the HTTP client cannot be built.
+    /// [`LlmError::InvalidBaseUrl`] when the base URL does not parse or is not `http` or
+    /// `https`; [`LlmError::Config`] when the HTTP client cannot be built.
     pub fn new(config: AnthropicConfig) -> Result<Self, LlmError> {
         Ok(Anthropic {
+            endpoint: endpoint(&config.base_url, "/messages")?,
             client: client(config.connect_timeout)?,
             config: Arc::new(config),
         })
@@ -147,12 +154,11 @@ impl Anthropic {
     fn prepare(&self, request: &LlmRequest) -> Result<reqwest::RequestBuilder, LlmError> {
         let config = &self.config;
         let body = wire::request_body(request, &config.model, config.max_tokens)?;
-        let url = format!("{}/messages", config.base_url.trim_end_matches('/'));
         let version = HeaderValue::from_str(&config.version)
             .map_err(|_| LlmError::Config("the API version is not a valid header".into()))?;
         let mut builder = self
             .client
-            .post(url)
+            .post(self.endpoint.clone())
             .header("anthropic-version", version)
             .json(&body);
         if let Some(key) = &config.api_key {
@@ -178,6 +184,7 @@ impl LlmProvider for Anthropic {
             redactor: Redactor(config.api_key.clone()),
             http_error: wire::http_error,
             quota: |map| headers::quota(map, SystemTime::now()),
+            finish_is_complete: false,
         }
         .stream(move |event, redactor| decoder.decode(event, redactor))
     }

@@ -349,6 +349,7 @@ fn api_error(status: Option<u16>, value: &Value, redactor: &Redactor, in_stream:
         .map_or_else(|| value.to_string(), str::to_owned);
     LlmError::Api {
         status: status.or_else(|| code.as_deref().and_then(status_for_type)),
+        kind: code.as_deref().map(Box::from),
         code,
         message: redactor.scrub(&message),
         should_retry: None,
