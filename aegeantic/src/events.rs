@@ -96,7 +96,8 @@ pub struct RetryEvent {
     pub attempt: u32,
     /// The configured maximum number of attempts.
     pub max_attempts: u32,
-    /// The failed attempt's error, as displayed.
+    /// The failed attempt's error with its causes, as [`DisplayChain`](crate::report::DisplayChain)
+    /// shows it.
     pub error: String,
     /// How long the layer waits before the next attempt, in seconds.
     pub next_delay_seconds: f64,

@@ -14,7 +14,7 @@ use crate::resilience::ResilienceError;
 #[non_exhaustive]
 pub enum AgentError {
     /// The model call failed for good (after any retries).
-    #[error("model call failed: {0}")]
+    #[error("model call failed")]
     Llm(#[source] ResilienceError<LlmError>),
     /// The model was still calling tools after `max_iterations` model calls.
     #[error("no final answer after {max_iterations} model calls (max_iterations)")]
@@ -110,7 +110,8 @@ pub enum AgentEvent {
         /// The event, its `step_id` set.
         event: CircuitEvent,
     },
-    /// The step failed; no more events follow.
+    /// The step failed; no more events follow. The runner's history is as it was before
+    /// the step.
     ///
     /// `error`'s own message names only its layer (`model call failed`); why it failed is
     /// in its [`source()`](std::error::Error::source) chain: the retry layer, then the
@@ -123,7 +124,7 @@ pub enum AgentEvent {
     ///
     /// fn report(event: &AgentEvent) {
     ///     if let AgentEvent::Error { error, .. } = event {
-    ///         // model call failed: operation failed after 1 attempt(s): HTTP 400
+    ///         // model call failed: operation failed after 1 attempt: HTTP 400
     ///         // invalid_request_error: Invalid value for 'messages[0].role' ...
     ///         eprintln!("step failed: {}", DisplayChain(&**error));
     ///     }
@@ -135,7 +136,8 @@ pub enum AgentEvent {
         /// Why; print it with its chain.
         error: Arc<AgentError>,
     },
-    /// The model answered without calling tools; the step is done.
+    /// The model answered without calling tools; the step is done, and its messages are
+    /// now in the runner's history.
     StepComplete {
         /// The step.
         step_id: Arc<str>,

@@ -4,8 +4,8 @@
 //! 408, 409, 429 and 5xx are transient; other 4xx are not; `x-should-retry` overrides the
 //! status; two kinds of 429 can never succeed by waiting. Errors whose type says the
 //! request itself is at fault (`invalid_request_error`, `authentication_error`,
-//! `permission_error`, `not_found_error`, `insufficient_quota`) are not transient, whatever
-//! their status or code; only `x-should-retry: true` overrides that. A `Retry-After`
+//! `permission_error`, `not_found_error`, `insufficient_quota`) are never transient,
+//! whatever their status, code or `x-should-retry` header. A `Retry-After`
 //! becomes [`RetryDecision::RetryAfter`], which the retry layer honours.
 
 use super::LlmError;
@@ -87,18 +87,16 @@ pub fn classify_status(
     should_retry: Option<bool>,
 ) -> bool {
     let labelled = |label: &str| labels.contains(&Some(label));
-    // Waiting never buys quota, and a request over the whole per-minute token budget is
-    // refused however long we wait; both come as 429 and must win over the header.
-    if labelled("insufficient_quota")
+    // A request at fault stays at fault, waiting never buys quota, and a request over the
+    // whole per-minute token budget is refused however long we wait: all of these win over
+    // the status and the header.
+    if PERMANENT.iter().any(|label| labelled(label))
         || (message.contains("Request too large") && message.contains("tokens per min"))
     {
         return false;
     }
     if let Some(should_retry) = should_retry {
         return should_retry;
-    }
-    if PERMANENT.iter().any(|label| labelled(label)) {
-        return false;
     }
     match status {
         Some(408 | 409 | 429) => true,
@@ -166,11 +164,13 @@ mod tests {
     }
 
     #[test]
-    fn request_errors_are_permanent_whatever_the_status_but_the_header_decides() {
+    fn request_errors_are_permanent_whatever_the_status_and_the_header() {
         for label in PERMANENT {
             for status in [None, Some(429), Some(500), Some(503)] {
-                assert!(!classify_status(status, &[None, Some(label)], "", None));
-                assert!(!classify_status(status, &[Some(label), None], "", None));
+                for header in [None, Some(true)] {
+                    assert!(!classify_status(status, &[None, Some(label)], "", header));
+                    assert!(!classify_status(status, &[Some(label), None], "", header));
+                }
             }
         }
         assert!(classify_status(
@@ -179,19 +179,7 @@ mod tests {
             "",
             None
         ));
-        assert!(classify_status(
-            Some(400),
-            &[Some("invalid_request_error")],
-            "",
-            Some(true)
-        ));
-        // Quota is the exception: waiting never buys it, whatever the server says.
-        assert!(!classify_status(
-            Some(429),
-            &[None, Some("insufficient_quota")],
-            "",
-            Some(true)
-        ));
+        assert!(classify_status(Some(400), &[None], "", Some(true)));
     }
 
     #[test]

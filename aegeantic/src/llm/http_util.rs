@@ -153,24 +153,12 @@ pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
     headers.get(name)?.to_str().ok().map(str::trim)
 }
 
-/// `retry-after-ms` (milliseconds) first, then `retry-after` (seconds or an HTTP date).
+/// The delay the server asked for: `retry-after-ms`, then `retry-after` (seconds or an
+/// HTTP date), read as [`classify_http`](crate::resilience::classify_http) reads them; a
+/// number too large for any clock is [`Duration::MAX`], which the retry layer refuses
+/// above `max_server_delay`.
 pub(super) fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let from_secs = |secs: f64| {
-        (0.0..1e9)
-            .contains(&secs)
-            .then(|| Duration::from_secs_f64(secs))
-    };
-    if let Some(ms) = header(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        if let Some(delay) = from_secs(ms / 1000.0) {
-            return Some(delay);
-        }
-    }
-    let value = header(headers, "retry-after")?;
-    if let Ok(secs) = value.parse::<f64>() {
-        return from_secs(secs);
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+    crate::resilience::http::server_delay(headers, now).flatten()
 }
 
 /// Sends a request, waiting at most `response_timeout` for the response headers.
@@ -370,5 +358,7 @@ mod tests {
             server_delay(&header_map(&[("retry-after", "-1")]), now),
             None
         );
+        let huge = header_map(&[("retry-after", "99999999999999999999999")]);
+        assert_eq!(server_delay(&huge, now), Some(Duration::MAX));
     }
 }

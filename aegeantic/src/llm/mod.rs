@@ -26,6 +26,8 @@ mod types;
 
 #[cfg(feature = "anthropic")]
 mod anthropic;
+#[cfg(all(test, feature = "openai", feature = "anthropic"))]
+mod hostile_headers;
 #[cfg(any(feature = "openai", feature = "anthropic"))]
 mod http_util;
 #[cfg(feature = "openai")]

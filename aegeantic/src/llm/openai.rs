@@ -294,7 +294,7 @@ fn http_error(status: u16, headers: &HeaderMap, body: &str, redactor: &Redactor)
 }
 
 /// The `x-ratelimit-*` headers of a response.
-fn quota(headers: &HeaderMap) -> Quota {
+pub(super) fn quota(headers: &HeaderMap) -> Quota {
     let window = |kind: &str| {
         let number = |name: &str| {
             header(headers, &format!("x-ratelimit-{name}-{kind}"))?

@@ -145,7 +145,7 @@ where
 {
     /// The operation failed with an error that is not retried, or every attempt failed.
     /// `source` is the last attempt's error.
-    #[error("operation failed after {attempts} attempt(s)")]
+    #[error("operation failed after {}", Attempts(*attempts))]
     Operation {
         /// The last attempt's error.
         #[source]
@@ -154,7 +154,7 @@ where
         attempts: u32,
     },
     /// The last attempt ran out of time and was not retried.
-    #[error("operation timed out after {attempts} attempt(s)")]
+    #[error("operation timed out after {}", Attempts(*attempts))]
     Timeout {
         /// Which limit it ran into.
         #[source]
@@ -163,7 +163,7 @@ where
         attempts: u32,
     },
     /// A retry was due but the shared retry budget was spent.
-    #[error("retry budget exhausted after {attempts} attempt(s)")]
+    #[error("retry budget exhausted after {}", Attempts(*attempts))]
     RetryBudgetExhausted {
         /// Why the last attempt failed.
         #[source]
@@ -172,7 +172,7 @@ where
         attempts: u32,
     },
     /// The operation reached `max_elapsed`, or the next retry would have started past it.
-    #[error("deadline exceeded after {attempts} attempt(s) in {elapsed:?}")]
+    #[error("deadline exceeded after {} in {elapsed:?}", Attempts(*attempts))]
     DeadlineExceeded {
         /// Why the last attempt failed.
         #[source]
@@ -199,6 +199,16 @@ where
     /// The rate limiter refused the request.
     #[error("rate limiter refused the request")]
     RateLimit(#[source] RateLimitError),
+}
+
+/// `1 attempt`, `3 attempts`.
+struct Attempts(u32);
+
+impl std::fmt::Display for Attempts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = if self.0 == 1 { "" } else { "s" };
+        write!(f, "{} attempt{plural}", self.0)
+    }
 }
 
 impl<E: std::error::Error + 'static> ResilienceError<E> {

@@ -15,7 +15,7 @@ mod breaker;
 mod budget;
 mod error;
 #[cfg(feature = "http")]
-mod http;
+pub(crate) mod http;
 mod jitter;
 mod limiter;
 mod monitor;

@@ -12,7 +12,7 @@ use super::super::{Quota, QuotaWindow};
 /// Tokens come from `anthropic-ratelimit-tokens-*` (the server's most restrictive token
 /// limit) when sent, otherwise from whichever of the input and output token windows has
 /// less left.
-pub(super) fn quota(headers: &HeaderMap, now: SystemTime) -> Quota {
+pub(in crate::llm) fn quota(headers: &HeaderMap, now: SystemTime) -> Quota {
     let window = |kind: &str| {
         let field = |name: &str| header(headers, &format!("anthropic-ratelimit-{kind}-{name}"));
         Some(QuotaWindow {

@@ -6,7 +6,7 @@
 //! | `wire`    | the request body, the stream's events, error bodies           |
 //! | `headers` | the `anthropic-ratelimit-*` headers and their RFC 3339 resets |
 
-mod headers;
+pub(super) mod headers;
 mod wire;
 
 use std::sync::Arc;

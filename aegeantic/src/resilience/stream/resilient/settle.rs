@@ -9,6 +9,7 @@ use futures_core::Stream;
 use tokio::time::Instant;
 
 use super::{Drain, End, Output, Projection, State};
+use crate::report::DisplayChain;
 use crate::resilience::stream::failure::{AttemptError, StreamTimeout, TimeoutKind};
 use crate::resilience::stream::labels::Retry;
 use crate::resilience::stream::open::Opener;
@@ -120,8 +121,9 @@ where
         }));
     }
     this.run.previous_delay = Some(delay);
+    // The event is shown to people: the whole chain, not just the outer message.
     let (error, timeout) = match &failure {
-        AttemptError::Operation(error) => (error.to_string(), None),
+        AttemptError::Operation(error) => (DisplayChain(error).to_string(), None),
         AttemptError::Timeout(timeout) => (timeout.to_string(), Some(timeout.kind)),
         AttemptError::RateLimit(error) => (error.to_string(), None),
     };
