@@ -4,7 +4,8 @@
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aegeantic::resilience::{
@@ -41,14 +42,38 @@ const TASKS: usize = 16;
 const RUN: Duration = Duration::from_secs(10);
 const CHILD_ENV: &str = "AEGEANTIC_REDIS_CHILD";
 
-/// Not a test of its own: the entry point of the worker processes that
-/// `four_processes_share_one_limit` starts by running this binary again.
+/// Not a test of its own: the entry point of the worker processes that the multi-process
+/// tests start by running this binary again, with `CHILD_ENV` set to `role|url|key`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_child_process_entry() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let (url, key) = spec.split_once('|').unwrap();
+    let mut parts = spec.splitn(3, '|');
+    let (role, url, key) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    match role {
+        "fleet" => fleet_child(url, key).await,
+        "waiter" => waiter_child(url, key).await,
+        other => panic!("unknown child role {other}"),
+    }
+}
+
+/// Runs this test binary again as a worker process of `role`.
+fn spawn_child(role: &str, url: &str, key: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "redis_child_process_entry", "--nocapture"])
+        .env(CHILD_ENV, format!("{role}|{url}|{key}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn fleet_child(url: &str, key: &str) {
     let limiter = RateLimiter::redis(url, key, SHARED).unwrap();
     let start = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
@@ -75,18 +100,10 @@ async fn redis_child_process_entry() {
 fn four_processes_share_one_limit() {
     let server = RedisServer::start();
     server.command("CONFIG RESETSTAT");
-    let spec = format!("{}|fleet", server.url());
+    let url = server.url();
     let started = unix_micros();
     let children: Vec<_> = (0..PROCESSES)
-        .map(|_| {
-            Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "redis_child_process_entry", "--nocapture"])
-                .env(CHILD_ENV, &spec)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| spawn_child("fleet", &url, "fleet"))
         .collect();
     let mut per_process = Vec::new();
     let mut last = started;
@@ -128,6 +145,146 @@ fn four_processes_share_one_limit() {
         calls / (total as f64) <= 1.2,
         "{calls} calls for {total} grants"
     );
+}
+
+/// 10 tokens at 10 per second: an empty bucket owes a request of 10 a whole second.
+const WAITED: RateLimitConfig = RateLimitConfig {
+    requests_per_second: Some(10.0),
+    requests_per_minute: None,
+    requests_per_hour: None,
+    burst_size: 10,
+};
+
+/// Empties the bucket, then waits for 10 tokens, reading its own estimate meanwhile.
+async fn waiter_child(url: &str, key: &str) {
+    let limiter = RateLimiter::redis(url, key, WAITED).unwrap();
+    assert!(limiter.try_acquire(10).await.unwrap());
+    println!("EMPTIED");
+    let (most, acquired) = while_pending(&limiter, limiter.acquire(10, "waiter")).await;
+    let after = limiter.tokens_available();
+    let waited = acquired.unwrap().waited.as_secs_f64();
+    println!("WAITED {waited} DURING {most} AFTER {after}");
+}
+
+/// Runs `future`, reading `limiter.tokens_available()` every 5 ms until it completes: the
+/// largest reading taken while it was still pending, and its output.
+async fn while_pending<F: std::future::Future>(
+    limiter: &RateLimiter,
+    future: F,
+) -> (f64, F::Output) {
+    let mut future = std::pin::pin!(future);
+    let mut most = 0.0f64;
+    loop {
+        let reading = limiter.tokens_available();
+        tokio::select! {
+            biased;
+            output = &mut future => return (most, output),
+            () = tokio::time::sleep(Duration::from_millis(5)) => most = most.max(reading),
+        }
+    }
+}
+
+/// Reads the child's stdout up to the line starting with `prefix`.
+fn read_until(lines: &mut impl Iterator<Item = std::io::Result<String>>, prefix: &str) -> String {
+    lines
+        .map(Result::unwrap)
+        .find(|line| line.starts_with(prefix))
+        .unwrap_or_else(|| panic!("the child never said {prefix}"))
+}
+
+/// One process empties the bucket and waits a second for 10 tokens; another shares the
+/// key. Neither estimate may show tokens that `try_acquire` would not get.
+#[test]
+fn tokens_available_counts_a_booked_wait_across_processes() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut child = spawn_child("waiter", &url, "booked");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    read_until(&mut lines, "EMPTIED");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ours = RateLimiter::redis(&url, "booked", WAITED).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!ours.try_acquire(1).await.unwrap(), "the child booked them");
+        // The refused request learnt when a token comes: not before the child's grant.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let estimate = ours.tokens_available();
+        assert!(estimate < 1.0, "reads {estimate} while a waiter is owed");
+        assert!(!ours.try_acquire(1).await.unwrap());
+    });
+
+    let report = read_until(&mut lines, "WAITED");
+    assert!(child.wait().unwrap().success());
+    let numbers: Vec<f64> = report
+        .split_whitespace()
+        .skip(1)
+        .step_by(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let [waited, during, after] = numbers[..] else {
+        panic!("{report}")
+    };
+    println!("{report}");
+    assert!(waited > 0.8, "{report}");
+    assert!(
+        during < 1.0,
+        "the waiter read {during} tokens while it waited"
+    );
+    assert!(
+        after < 1.0,
+        "the waiter read {after} tokens right after its grant"
+    );
+}
+
+/// 64 requests queue on an empty bucket: while any of them waits, the estimate is 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_available_is_zero_while_anyone_waits() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::redis(&server.url(), "queued", config(40.0, 10)).unwrap();
+    assert!(limiter.try_acquire(10).await.unwrap());
+    let started = Instant::now();
+    let waiters: Vec<_> = (0..64)
+        .map(|_| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                limiter.acquire(1, "queued").await.unwrap();
+                Instant::now()
+            })
+        })
+        .collect();
+    let all = futures::future::join_all(waiters);
+    let (samples, finished) = {
+        let mut all = std::pin::pin!(all);
+        let mut samples = Vec::new();
+        loop {
+            let reading = (Instant::now(), limiter.tokens_available());
+            tokio::select! {
+                biased;
+                finished = &mut all => break (samples, finished),
+                () = tokio::time::sleep(Duration::from_millis(5)) => samples.push(reading),
+            }
+        }
+    };
+    let last = finished.into_iter().map(Result::unwrap).max().unwrap();
+    // 64 tokens at 40 per second: 1.6 s. Readings well before the last grant were taken
+    // while it was still owed its token, however late its timer fired.
+    assert!(last - started > Duration::from_millis(1400));
+    let owed: Vec<f64> = samples
+        .iter()
+        .filter(|(at, _)| *at + Duration::from_millis(100) < last)
+        .map(|&(_, tokens)| tokens)
+        .collect();
+    let most = owed.iter().copied().fold(0.0, f64::max);
+    println!(
+        "{} readings while waiters queued, the largest {most}",
+        owed.len()
+    );
+    assert!(owed.len() > 100);
+    assert!(most < 1.0, "read {most} tokens while waiters queued");
 }
 
 #[tokio::test]

@@ -8,14 +8,15 @@
 //! reach Redis, across all processes.
 
 mod connection;
+mod estimate;
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use self::connection::{Connection, Reply};
+use self::estimate::Estimate;
 use super::adjust::BookedUntil;
 use super::{Acquired, Acquisition, Fallback, RateLimitConfig, RateLimiter};
 use crate::resilience::{ConfigError, RateLimitError};
@@ -123,12 +124,9 @@ pub(crate) struct RedisBackend {
     connection: Connection,
     /// Per window: emission interval and tolerance, in microseconds.
     windows: Vec<(u64, u64)>,
-    /// Microseconds per token of the slowest window, for the local estimate.
-    slowest_us: u64,
-    burst: u32,
     options: RedisOptions,
-    /// The last remaining-token count Redis reported, and when.
-    last_seen: Mutex<(f64, Instant)>,
+    /// What `tokens_available` reports between calls.
+    estimate: Estimate,
 }
 
 /// Reservations are bounded only by what a double counts exactly.
@@ -150,13 +148,12 @@ impl RedisBackend {
         }
         let burst = u64::from(config.burst_size);
         let windows = intervals.iter().map(|&t| (t, t * burst)).collect();
+        let slowest_us = intervals.into_iter().max().unwrap_or(1);
         Ok(RedisBackend {
             connection: Connection::new(url, key, options.call_timeout, options.connections)?,
             windows,
-            slowest_us: intervals.into_iter().max().unwrap_or(1),
-            burst: config.burst_size,
             options,
-            last_seen: Mutex::new((f64::from(config.burst_size), Instant::now())),
+            estimate: Estimate::new(slowest_us, config.burst_size),
         })
     }
 
@@ -220,24 +217,16 @@ impl RedisBackend {
                 message: self.connection.describe(&error),
             })?;
         if let Adjust::Cap(tokens) = adjust {
-            let estimate = f64::from(tokens).min(self.tokens_available());
-            *self
-                .last_seen
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = (estimate, Instant::now());
+            self.estimate.cap(tokens);
         }
         Ok(())
     }
 
-    /// The tokens Redis last reported plus the refill since, capped at the burst: an
-    /// estimate, since other processes' takes are unseen until the next call.
+    /// The tokens Redis last reported, at the instant they were reported for, plus the
+    /// refill since: an estimate, since other processes' takes are unseen until the next
+    /// call.
     pub(crate) fn tokens_available(&self) -> f64 {
-        let (remaining, at) = *self
-            .last_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let refill = at.elapsed().as_micros() as f64 / self.slowest_us as f64;
-        (remaining + refill).min(f64::from(self.burst))
+        self.estimate.tokens_available()
     }
 
     /// A decision at a caller-chosen `now` (microseconds since the script's epoch), for
@@ -257,14 +246,12 @@ impl RedisBackend {
         max_wait_us: u64,
         now_us: Option<u64>,
     ) -> Result<Reply, redis::RedisError> {
+        let sent = Instant::now();
         let reply = self
             .connection
             .gcra(tokens, max_wait_us, now_us, &self.windows)
             .await?;
-        *self
-            .last_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = (reply.remaining, Instant::now());
+        self.estimate.record(&reply, tokens, sent, Instant::now());
         Ok(reply)
     }
 
