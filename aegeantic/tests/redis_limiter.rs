@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aegeantic::resilience::{
-    rate_limited_stream, FailurePolicy, Fallback, RateLimitConfig, RateLimitError, RateLimiter,
-    RedisOptions, Resilient,
+    rate_limited_stream, resilient_stream, AttemptError, FailurePolicy, Fallback, RateLimitConfig,
+    RateLimitError, RateLimiter, RedisOptions, ResilienceError, Resilient, RetryConfig,
 };
 use futures::StreamExt;
 use redis_server::RedisServer;
@@ -342,6 +342,88 @@ async fn a_wait_past_max_wait_fails_at_once_and_takes_nothing() {
         limiter.try_acquire(1).await.unwrap(),
         "the refused request booked nothing"
     );
+}
+
+/// A stream that takes a token, then yields one item, bounded by `max_elapsed`.
+fn bounded_stream(
+    limiter: &RateLimiter,
+    max_elapsed: Duration,
+) -> impl futures::Stream<Item = Result<Resilient<u8>, ResilienceError<std::io::Error>>> {
+    let retry = RetryConfig::builder()
+        .max_elapsed(max_elapsed)
+        .build()
+        .unwrap();
+    resilient_stream(
+        || futures::stream::iter([Ok(1)]),
+        Some(retry),
+        Some(limiter.clone()),
+        "bounded",
+        "llm",
+    )
+}
+
+/// `max_elapsed` bounds the wait for tokens too: a token 10 s away with 2 s left ends the
+/// operation at once, and Redis books nothing for it.
+#[tokio::test]
+async fn a_token_past_max_elapsed_fails_at_once_and_books_nothing() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::redis(&server.url(), "deadline", config(0.1, 1)).unwrap();
+    assert!(limiter.try_acquire(1).await.unwrap());
+    let booked = server.command("HGET aegeantic:{deadline} 1");
+
+    let start = Instant::now();
+    let mut stream = std::pin::pin!(bounded_stream(&limiter, Duration::from_secs(2)));
+    let first = stream.next().await.unwrap();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(1), "waited {took:?}");
+    match first {
+        Err(ResilienceError::DeadlineExceeded {
+            source: AttemptError::RateLimit(RateLimitError::PastDeadline { wait, remaining }),
+            attempts: 0,
+            ..
+        }) => {
+            assert!(wait > Duration::from_secs(9), "{wait:?}");
+            assert!(remaining <= Duration::from_secs(2), "{remaining:?}");
+            assert!(remaining > Duration::from_secs(1), "{remaining:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(stream.next().await.is_none());
+    assert_eq!(
+        server.command("HGET aegeantic:{deadline} 1"),
+        booked,
+        "the refused request booked nothing"
+    );
+}
+
+/// A Redis call that has not answered by the deadline is abandoned there, however long the
+/// call timeout.
+#[tokio::test]
+async fn a_redis_call_is_cut_at_the_deadline() {
+    let server = RedisServer::start();
+    let options = RedisOptions::default().call_timeout(Duration::from_secs(3));
+    let limiter =
+        RateLimiter::redis_with(&server.url(), "paused", config(10.0, 5), options).unwrap();
+    assert!(limiter.try_acquire(1).await.unwrap());
+    // The server holds every client's commands for 2 s.
+    server.command("CLIENT PAUSE 2000");
+
+    let start = Instant::now();
+    let mut stream = std::pin::pin!(bounded_stream(&limiter, Duration::from_millis(300)));
+    let first = stream.next().await.unwrap();
+    let took = start.elapsed();
+    assert!(
+        matches!(
+            first,
+            Err(ResilienceError::DeadlineExceeded {
+                source: AttemptError::RateLimit(RateLimitError::PastDeadline { .. }),
+                ..
+            })
+        ),
+        "{first:?}"
+    );
+    assert!(took >= Duration::from_millis(290), "{took:?}");
+    assert!(took < Duration::from_millis(1000), "{took:?}");
 }
 
 async fn outage(policy: FailurePolicy) {

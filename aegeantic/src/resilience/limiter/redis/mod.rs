@@ -45,6 +45,7 @@ pub struct RedisOptions {
     pub call_timeout: Duration,
     /// The longest an `acquire` may wait for its slot; a request that would wait longer
     /// fails at once with [`RateLimitError::WaitTooLong`] and takes nothing (default: none).
+    /// An operation's deadline bounds the wait as well (see [`RateLimiter::redis`]).
     pub max_wait: Option<Duration>,
     /// How many multiplexed connections the limiter spreads its calls over (default 4).
     pub connections: usize,
@@ -132,6 +133,16 @@ pub(crate) struct RedisBackend {
 /// Reservations are bounded only by what a double counts exactly.
 const UNBOUNDED_WAIT_US: u64 = 1 << 52;
 
+/// `span` in whole microseconds, within the bound of a reservation.
+fn micros(span: Duration) -> u64 {
+    span.as_micros().min(u128::from(UNBOUNDED_WAIT_US)) as u64
+}
+
+/// The longest wait, in whole microseconds, that ends strictly before `left` has passed.
+fn before(left: Duration) -> u64 {
+    micros(left.saturating_sub(Duration::from_nanos(1)))
+}
+
 impl RedisBackend {
     pub(crate) fn new(
         url: &str,
@@ -157,20 +168,59 @@ impl RedisBackend {
         })
     }
 
-    /// Books `tokens` and sleeps until the slot, or says which fallback to use.
-    pub(crate) async fn acquire(&self, tokens: u32) -> Result<Remote<Acquired>, RateLimitError> {
+    /// Books `tokens` and sleeps until the slot, or says which fallback to use. A slot at
+    /// or past `deadline` is refused with [`RateLimitError::PastDeadline`] without booking,
+    /// and a call still unanswered at the deadline is abandoned there (the server may still
+    /// run it, as after any timeout).
+    pub(crate) async fn acquire(
+        &self,
+        tokens: u32,
+        deadline: Option<Instant>,
+    ) -> Result<Remote<Acquired>, RateLimitError> {
         let started = Instant::now();
-        let max_wait_us = self.options.max_wait.map_or(UNBOUNDED_WAIT_US, |wait| {
-            wait.as_micros().min(u128::from(UNBOUNDED_WAIT_US)) as u64
-        });
-        let reply = match self.call(tokens, max_wait_us, None).await {
+        let left = deadline.map(|deadline| deadline.saturating_duration_since(started));
+        if let Some(Duration::ZERO) = left {
+            // No answer from Redis can come before a deadline that has passed.
+            return Err(RateLimitError::PastDeadline {
+                wait: Duration::ZERO,
+                remaining: Duration::ZERO,
+            });
+        }
+        let max_wait_us = self
+            .options
+            .max_wait
+            .map_or(UNBOUNDED_WAIT_US, micros)
+            .min(left.map_or(UNBOUNDED_WAIT_US, before));
+        let call = self.call(tokens, max_wait_us, None);
+        let result = match deadline {
+            None => call.await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, call).await {
+                Ok(result) => result,
+                Err(_) => {
+                    let left = left.unwrap_or_default();
+                    return Err(RateLimitError::PastDeadline {
+                        wait: left,
+                        remaining: left,
+                    });
+                }
+            },
+        };
+        let reply = match result {
             Ok(reply) => reply,
             Err(error) => return self.fall_back(error).map(Remote::Fallback),
         };
         if !reply.admitted {
-            return Err(RateLimitError::WaitTooLong {
-                wait: Duration::from_micros(reply.wait_us),
-                max_wait: self.options.max_wait.unwrap_or(Duration::MAX),
+            let wait = Duration::from_micros(reply.wait_us);
+            return Err(match (self.options.max_wait, left) {
+                (Some(max_wait), _) if wait > max_wait => {
+                    RateLimitError::WaitTooLong { wait, max_wait }
+                }
+                (_, Some(remaining)) => RateLimitError::PastDeadline { wait, remaining },
+                // Refused past what a reservation can count.
+                (max_wait, None) => RateLimitError::WaitTooLong {
+                    wait,
+                    max_wait: max_wait.unwrap_or(Duration::MAX),
+                },
             });
         }
         if reply.wait_us > 0 {
@@ -292,6 +342,14 @@ impl RateLimiter {
     /// after failures, so a limiter can be created while Redis is down. The URL may carry
     /// a password; it never appears in errors, `Debug` output or logs.
     ///
+    /// Under a deadline (a [`ResilientStream`](crate::resilience::ResilientStream)'s
+    /// `max_elapsed`) the time left is the reservation's longest wait: a slot that would
+    /// come at or after the deadline is refused at once with
+    /// [`RateLimitError::PastDeadline`] and nothing is booked, and a Redis call still
+    /// unanswered at the deadline is abandoned there (like a timed-out call, the server may
+    /// still run it and charge it). A wait past [`RedisOptions::max_wait`] is
+    /// [`RateLimitError::WaitTooLong`], deadline or not.
+    ///
     /// # Errors
     /// A bad config (as [`RateLimiter::new`]) or an unparsable URL.
     pub fn redis(url: &str, key: &str, config: RateLimitConfig) -> Result<Self, ConfigError> {
@@ -333,7 +391,7 @@ impl RateLimiter {
         deadline: Option<Instant>,
     ) -> Result<Acquired, RateLimitError> {
         let redis = self.shared.redis.as_ref().expect("a Redis-backed limiter");
-        let fallback = match redis.acquire(tokens).await? {
+        let fallback = match redis.acquire(tokens, deadline).await? {
             Remote::Answer(acquired) => return Ok(acquired),
             Remote::Fallback(fallback) => fallback,
         };
