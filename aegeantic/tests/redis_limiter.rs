@@ -494,6 +494,145 @@ async fn redis_down_local_fallback() {
     outage(FailurePolicy::Local).await;
 }
 
+/// One decision seen by `kill_and_restart`: when it started, how long it took, whether
+/// Redis made it.
+struct Decision {
+    started: Instant,
+    took: Duration,
+    from_redis: bool,
+}
+
+/// The `q`-quantile of `values`, sorted.
+fn quantile(values: &[Duration], q: f64) -> Duration {
+    values[((values.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Decisions from four tasks, one every millisecond or so each, while Redis is killed with
+/// SIGKILL and restarted on the same port: during the outage the failure policy decides
+/// without waiting for Redis, and once Redis answers again the next probe brings it back.
+async fn kill_and_restart(policy: FailurePolicy) {
+    let mut server = RedisServer::start();
+    let options = RedisOptions::default().failure_policy(policy);
+    let probe_interval = options.probe_interval;
+    // A bucket that never runs dry here, so that the local fallback never waits either.
+    let limiter =
+        RateLimiter::redis_with(&server.url(), "killed", config(100_000.0, 100_000), options)
+            .unwrap();
+    for _ in 0..8 {
+        assert_eq!(limiter.acquire(1, "warm").await.unwrap().fallback, None);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (limiter, stop) = (limiter.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut decisions = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let result = limiter.acquire(1, "decision").await;
+                    let took = started.elapsed();
+                    let from_redis = match (policy, result) {
+                        (FailurePolicy::FailClosed, Err(RateLimitError::Backend { .. })) => false,
+                        (_, Ok(acquired)) => {
+                            let expected = match policy {
+                                FailurePolicy::FailOpen => Some(Fallback::FailOpen),
+                                FailurePolicy::Local => Some(Fallback::Local),
+                                _ => None,
+                            };
+                            let fallback = acquired.fallback;
+                            assert!(fallback.is_none() || fallback == expected, "{acquired:?}");
+                            fallback.is_none()
+                        }
+                        (_, Err(error)) => panic!("{error:?}"),
+                    };
+                    decisions.push(Decision {
+                        started,
+                        took,
+                        from_redis,
+                    });
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                decisions
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = Instant::now();
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let restarting = Instant::now();
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .unwrap();
+    // `restart` returns once the server has answered a PING.
+    let answering = Instant::now();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut decisions = Vec::new();
+    for task in tasks {
+        decisions.extend(task.await.unwrap());
+    }
+    drop(server);
+
+    let during: Vec<&Decision> = decisions
+        .iter()
+        .filter(|d| d.started >= killed && d.started + d.took < restarting)
+        .collect();
+    assert!(
+        during.iter().all(|d| !d.from_redis),
+        "the failure policy decided"
+    );
+    let mut outage: Vec<Duration> = during.iter().map(|d| d.took).collect();
+    outage.sort();
+    let (p50, p99) = (quantile(&outage, 0.5), quantile(&outage, 0.99));
+    let back = decisions
+        .iter()
+        .filter(|d| d.started >= restarting && d.from_redis)
+        .map(|d| d.started + d.took)
+        .min()
+        .expect("Redis never decided again");
+    // From the restart command: an upper bound on the time since Redis could answer.
+    let recovery = back - restarting;
+    let started_up = answering - restarting;
+    let fallbacks_after = decisions
+        .iter()
+        .filter(|d| d.started > back && !d.from_redis)
+        .count();
+    println!(
+        "{policy:?}: {} decisions during the outage, p50 {p50:?}, p99 {p99:?}, max {:?}; \
+         Redis deciding again {recovery:?} after the restart command (whose PING got an \
+         answer after {started_up:?}; probe interval {probe_interval:?})",
+        outage.len(),
+        outage.last().unwrap(),
+    );
+    assert!(outage.len() > 500, "{} decisions", outage.len());
+    assert!(p99 < Duration::from_millis(5), "p99 {p99:?}");
+    assert!(
+        recovery < probe_interval + Duration::from_millis(150),
+        "back after {recovery:?}"
+    );
+    assert_eq!(fallbacks_after, 0, "Redis decides again for good");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_fail_open_decides_fast_and_recovers() {
+    kill_and_restart(FailurePolicy::FailOpen).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_local_decides_fast_and_recovers() {
+    kill_and_restart(FailurePolicy::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_fail_closed_decides_fast_and_recovers() {
+    kill_and_restart(FailurePolicy::FailClosed).await;
+}
+
 #[tokio::test]
 async fn a_limiter_can_be_created_while_redis_is_down() {
     let mut server = RedisServer::start();

@@ -9,14 +9,18 @@
 
 mod connection;
 mod estimate;
+mod outage;
 
 use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use self::connection::{Connection, Reply};
 use self::estimate::Estimate;
+use self::outage::{Outage, Probe};
 use super::adjust::BookedUntil;
 use super::{Acquired, Acquisition, Fallback, RateLimitConfig, RateLimiter};
 use crate::resilience::{ConfigError, RateLimitError};
@@ -49,6 +53,10 @@ pub struct RedisOptions {
     pub max_wait: Option<Duration>,
     /// How many multiplexed connections the limiter spreads its calls over (default 4).
     pub connections: usize,
+    /// How often to check whether Redis answers again once a call has failed (default
+    /// 100 ms). Meanwhile the failure policy decides without calling Redis. An interval
+    /// beyond what the clock counts means never.
+    pub probe_interval: Duration,
 }
 
 impl Default for RedisOptions {
@@ -58,6 +66,7 @@ impl Default for RedisOptions {
             call_timeout: Duration::from_millis(250),
             max_wait: None,
             connections: 4,
+            probe_interval: Duration::from_millis(100),
         }
     }
 }
@@ -88,6 +97,13 @@ impl RedisOptions {
     #[must_use]
     pub fn connections(mut self, connections: usize) -> Self {
         self.connections = connections;
+        self
+    }
+
+    /// Sets how often an unanswering Redis is probed.
+    #[must_use]
+    pub fn probe_interval(mut self, interval: Duration) -> Self {
+        self.probe_interval = interval;
         self
     }
 }
@@ -122,7 +138,9 @@ pub(crate) enum Adjust {
 
 /// The state behind a Redis-backed [`RateLimiter`].
 pub(crate) struct RedisBackend {
-    connection: Connection,
+    /// Shared with the probes, which run in tasks of their own.
+    connection: Arc<Connection>,
+    outage: Arc<Outage>,
     /// Per window: emission interval and tolerance, in microseconds.
     windows: Vec<(u64, u64)>,
     options: RedisOptions,
@@ -161,7 +179,13 @@ impl RedisBackend {
         let windows = intervals.iter().map(|&t| (t, t * burst)).collect();
         let slowest_us = intervals.into_iter().max().unwrap_or(1);
         Ok(RedisBackend {
-            connection: Connection::new(url, key, options.call_timeout, options.connections)?,
+            connection: Arc::new(Connection::new(
+                url,
+                key,
+                options.call_timeout,
+                options.connections,
+            )?),
+            outage: Arc::new(Outage::new(options.probe_interval)),
             windows,
             options,
             estimate: Estimate::new(slowest_us, config.burst_size),
@@ -260,12 +284,12 @@ impl RedisBackend {
             } => ("refund", *tokens, (ends, refunded)),
             Adjust::Charge(tokens) => ("charge", *tokens, (&unused, &unused)),
         };
-        self.connection
-            .adjust(operation, tokens, bounds, &self.windows)
-            .await
-            .map_err(|error| RateLimitError::Backend {
-                message: self.connection.describe(&error),
-            })?;
+        self.guarded(
+            self.connection
+                .adjust(operation, tokens, bounds, &self.windows),
+        )
+        .await
+        .map_err(|message| RateLimitError::Backend { message })?;
         if let Adjust::Cap(tokens) = adjust {
             self.estimate.cap(tokens);
         }
@@ -282,11 +306,7 @@ impl RedisBackend {
     /// A decision at a caller-chosen `now` (microseconds since the script's epoch), for
     /// deterministic tests against the in-memory limiter.
     #[cfg(test)]
-    pub(crate) async fn try_acquire_at(
-        &self,
-        tokens: u32,
-        now_us: u64,
-    ) -> Result<Reply, redis::RedisError> {
+    pub(crate) async fn try_acquire_at(&self, tokens: u32, now_us: u64) -> Result<Reply, String> {
         self.call(tokens, 0, Some(now_us)).await
     }
 
@@ -295,32 +315,77 @@ impl RedisBackend {
         tokens: u32,
         max_wait_us: u64,
         now_us: Option<u64>,
-    ) -> Result<Reply, redis::RedisError> {
+    ) -> Result<Reply, String> {
         let sent = Instant::now();
         let reply = self
-            .connection
-            .gcra(tokens, max_wait_us, now_us, &self.windows)
+            .guarded(
+                self.connection
+                    .gcra(tokens, max_wait_us, now_us, &self.windows),
+            )
             .await?;
         self.estimate.record(&reply, tokens, sent, Instant::now());
         Ok(reply)
     }
 
-    /// Applies the failure policy to a Redis error: the fallback to use, or the error to
-    /// return. Either way it is recorded.
-    fn fall_back(&self, error: redis::RedisError) -> Result<Fallback, RateLimitError> {
-        let message = self.connection.describe(&error);
+    /// Runs `call` unless Redis is down, and marks Redis down when it fails. The error is
+    /// the failure's description, for the caller.
+    async fn guarded<T>(
+        &self,
+        call: impl Future<Output = Result<T, redis::RedisError>>,
+    ) -> Result<T, String> {
+        if let Some(down) = self.outage.check() {
+            if let Some(probe) = down.probe {
+                self.start_probe(probe);
+            }
+            return Err(down.message);
+        }
+        call.await.map_err(|error| {
+            let message = self.connection.describe(&error);
+            let began = self.outage.failed(message.clone());
+            #[cfg(feature = "tracing")]
+            if began {
+                tracing::warn!(
+                    redis = %self.connection,
+                    error = %message,
+                    policy = ?self.options.failure_policy,
+                    "rate limit: redis unavailable, deciding without it until it answers"
+                );
+            }
+            #[cfg(not(feature = "tracing"))]
+            let _ = began;
+            message
+        })
+    }
+
+    /// Probes Redis in a task of its own, so that the caller that found the probe due
+    /// decides at once like the others.
+    fn start_probe(&self, probe: Probe) {
+        let connection = Arc::clone(&self.connection);
+        let task = async move {
+            let result = connection.probe().await;
+            #[cfg(feature = "tracing")]
+            if result.is_ok() {
+                tracing::info!(redis = %connection, "rate limit: redis answers again");
+            }
+            probe.finish(result.map_err(|error| connection.describe(&error)));
+        };
+        // Outside a runtime nothing can reach Redis anyway; the dropped task frees the
+        // probe for a later caller.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(task);
+        }
+    }
+
+    /// Applies the failure policy to a failure described by `message`: the fallback to
+    /// use, or the error to return.
+    fn fall_back(&self, message: String) -> Result<Fallback, RateLimitError> {
         let fallback = match self.options.failure_policy {
             FailurePolicy::FailClosed => None,
             FailurePolicy::FailOpen => Some(Fallback::FailOpen),
             FailurePolicy::Local => Some(Fallback::Local),
         };
         #[cfg(feature = "tracing")]
-        tracing::warn!(
-            redis = %self.connection,
-            error = %message,
-            fallback = ?fallback,
-            "rate limit: redis unavailable"
-        );
+        tracing::debug!(error = %message, fallback = ?fallback, "rate limit: decided without redis");
         fallback.ok_or(RateLimitError::Backend { message })
     }
 }
