@@ -9,8 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aegeantic::resilience::{
-    rate_limited_stream, resilient_stream, AttemptError, FailurePolicy, Fallback, RateLimitConfig,
-    RateLimitError, RateLimiter, RedisOptions, ResilienceError, Resilient, RetryConfig,
+    rate_limited_stream, resilient_stream, AttemptError, ConfigError, FailurePolicy, Fallback,
+    RateLimitConfig, RateLimitError, RateLimiter, RedisOptions, ResilienceError, Resilient,
+    RetryConfig,
 };
 use futures::StreamExt;
 use redis_server::RedisServer;
@@ -56,8 +57,21 @@ async fn redis_child_process_entry() {
         parts.next().unwrap(),
     );
     match role {
-        "fleet" => fleet_child(url, key).await,
+        "fleet" => {
+            let limiter = RateLimiter::redis(url, key, SHARED).unwrap();
+            fleet_child(limiter, RUN, None).await;
+        }
         "waiter" => waiter_child(url, key).await,
+        "outage-copy" => {
+            let options = RedisOptions::default().failure_policy(FailurePolicy::Local);
+            let limiter = RateLimiter::redis_with(url, key, SHARED, options).unwrap();
+            fleet_child(limiter, OUTAGE_RUN, Some(Fallback::Local)).await;
+        }
+        "outage-share" => {
+            let options = RedisOptions::default().local_fallback(QUARTER);
+            let limiter = RateLimiter::redis_with(url, key, SHARED, options).unwrap();
+            fleet_child(limiter, OUTAGE_RUN, Some(Fallback::Local)).await;
+        }
         other => panic!("unknown child role {other}"),
     }
 }
@@ -73,16 +87,18 @@ fn spawn_child(role: &str, url: &str, key: &str) -> Child {
         .unwrap()
 }
 
-async fn fleet_child(url: &str, key: &str) {
-    let limiter = RateLimiter::redis(url, key, SHARED).unwrap();
+/// `TASKS` tasks acquiring one token at a time for `run`, each grant admitted as `expected`
+/// says; prints the grants' times.
+async fn fleet_child(limiter: RateLimiter, run: Duration, expected: Option<Fallback>) {
     let start = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|_| {
             let limiter = limiter.clone();
             tokio::spawn(async move {
                 let mut grants = Vec::new();
-                while start.elapsed() < RUN {
-                    limiter.acquire(1, "child").await.unwrap();
+                while start.elapsed() < run {
+                    let acquired = limiter.acquire(1, "child").await.unwrap();
+                    assert_eq!(acquired.fallback, expected);
                     grants.push(unix_micros());
                 }
                 grants
@@ -105,19 +121,7 @@ fn four_processes_share_one_limit() {
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| spawn_child("fleet", &url, "fleet"))
         .collect();
-    let mut per_process = Vec::new();
-    let mut last = started;
-    for child in children {
-        let output = child.wait_with_output().unwrap();
-        assert!(output.status.success());
-        let grants: Vec<u64> = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| line.strip_prefix("GRANT "))
-            .map(|t| t.parse().unwrap())
-            .collect();
-        last = last.max(grants.iter().copied().max().unwrap_or(started));
-        per_process.push(grants.len());
-    }
+    let (per_process, last) = grants_of(children, started);
     let total: usize = per_process.iter().sum();
     // Every grant lies in [started, last]: the bucket allows at most burst + rate · span.
     let span = (last - started) as f64 / 1e6;
@@ -144,6 +148,125 @@ fn four_processes_share_one_limit() {
     assert!(
         calls / (total as f64) <= 1.2,
         "{calls} calls for {total} grants"
+    );
+}
+
+/// Waits for the children of a fleet: how many grants each printed, and the latest grant
+/// (or `started`, if none).
+fn grants_of(children: Vec<Child>, started: u64) -> (Vec<usize>, u64) {
+    let mut per_process = Vec::new();
+    let mut last = started;
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        let grants: Vec<u64> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.strip_prefix("GRANT "))
+            .map(|t| t.parse().unwrap())
+            .collect();
+        last = last.max(grants.iter().copied().max().unwrap_or(started));
+        per_process.push(grants.len());
+    }
+    (per_process, last)
+}
+
+/// A quarter of `SHARED`, for each of the `PROCESSES` while Redis is down.
+const QUARTER: RateLimitConfig = RateLimitConfig {
+    requests_per_second: Some(25.0),
+    requests_per_minute: Some(1500.0),
+    requests_per_hour: None,
+    burst_size: 5,
+};
+const OUTAGE_RUN: Duration = Duration::from_secs(3);
+
+/// While Redis is down, four processes with the default local fallback admit four times
+/// the shared limit; with a quarter each, the fleet keeps to the shared limit.
+#[test]
+fn a_fleet_keeps_to_the_shared_limit_in_an_outage_with_a_sized_fallback() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    server.kill();
+    let started = unix_micros();
+    let copies: Vec<_> = (0..PROCESSES)
+        .map(|_| spawn_child("outage-copy", &url, "copies"))
+        .collect();
+    let shares: Vec<_> = (0..PROCESSES)
+        .map(|_| spawn_child("outage-share", &url, "shares"))
+        .collect();
+    let (copy_grants, copy_last) = grants_of(copies, started);
+    let (share_grants, share_last) = grants_of(shares, started);
+    // The shared limit over each fleet's span: burst + rate · span.
+    let shared_limit = |last: u64| 20.0 + 100.0 * (last - started) as f64 / 1e6;
+    let ideal = 20.0 + 100.0 * OUTAGE_RUN.as_secs_f64();
+    let copies: usize = copy_grants.iter().sum();
+    let shares: usize = share_grants.iter().sum();
+    println!(
+        "Redis down, {PROCESSES} processes for {OUTAGE_RUN:?}: a full copy each admitted \
+         {copies} ({:.2}x the shared limit, per process {copy_grants:?}); a quarter each \
+         admitted {shares} ({:.2}x, per process {share_grants:?})",
+        copies as f64 / shared_limit(copy_last),
+        shares as f64 / shared_limit(share_last),
+    );
+    assert!(copies as f64 >= 3.0 * ideal, "{copies} < 3 x {ideal}");
+    assert!(
+        shares as f64 <= shared_limit(share_last),
+        "{shares} > {}",
+        shared_limit(share_last)
+    );
+    assert!(shares as f64 >= 0.9 * ideal, "{shares} < 90% of {ideal}");
+}
+
+#[test]
+fn a_local_fallback_is_checked_when_the_limiter_is_built() {
+    let url = "redis://127.0.0.1:1/";
+    let no_rate = RateLimitConfig::default();
+    let error = RateLimiter::redis_with(
+        url,
+        "bad",
+        SHARED,
+        RedisOptions::default().local_fallback(no_rate),
+    )
+    .unwrap_err();
+    assert_eq!(
+        error,
+        ConfigError::InvalidLocalFallback(Box::new(ConfigError::NoRate))
+    );
+    let source = std::error::Error::source(&error).expect("the cause is the source");
+    assert_eq!(source.to_string(), ConfigError::NoRate.to_string());
+
+    let mut options = RedisOptions::default().local_fallback(QUARTER);
+    options.failure_policy = FailurePolicy::FailOpen;
+    let error = RateLimiter::redis_with(url, "unused", SHARED, options).unwrap_err();
+    assert_eq!(error, ConfigError::LocalFallbackUnused);
+}
+
+/// While Redis is down the sized bucket decides: its own burst, its own capacity, and a
+/// drain reaches it.
+#[tokio::test]
+async fn a_sized_fallback_limits_on_its_own_bucket() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    server.kill();
+    let small = config(1.0, 2);
+    let options = RedisOptions::default().local_fallback(small);
+    let limiter = RateLimiter::redis_with(&url, "sized", config(1000.0, 100), options).unwrap();
+    assert!(limiter.try_acquire(2).await.unwrap());
+    assert!(
+        !limiter.try_acquire(1).await.unwrap(),
+        "the small bucket is empty"
+    );
+    assert_eq!(
+        limiter.try_acquire(3).await,
+        Err(RateLimitError::InsufficientCapacity {
+            requested: 3,
+            burst: 2
+        })
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(limiter.drain().await.is_err(), "Redis is down");
+    assert!(
+        !limiter.try_acquire(1).await.unwrap(),
+        "the drain reached it"
     );
 }
 

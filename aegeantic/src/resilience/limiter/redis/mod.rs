@@ -6,6 +6,9 @@
 //! and says how long to sleep, and the caller sleeps once. That makes one Redis call per
 //! admitted request whatever the contention, and serves requests in the order their calls
 //! reach Redis, across all processes.
+//!
+//! `estimate.rs` keeps what `tokens_available` reports between calls, and `outage.rs`
+//! decides when to stop calling Redis after a failure and when to try it again.
 
 mod connection;
 mod estimate;
@@ -25,7 +28,8 @@ use super::adjust::BookedUntil;
 use super::{Acquired, Acquisition, Fallback, RateLimitConfig, RateLimiter};
 use crate::resilience::{ConfigError, RateLimitError};
 
-/// What a Redis-backed limiter does when Redis cannot answer in time.
+/// What a Redis-backed limiter does when Redis cannot answer in time, and until a probe
+/// finds it answering again (see [`RateLimiter::redis`] for what a fleet admits then).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum FailurePolicy {
@@ -34,7 +38,9 @@ pub enum FailurePolicy {
     FailClosed,
     /// Admit without limiting.
     FailOpen,
-    /// Limit with an in-process bucket of the same configuration until Redis is back.
+    /// Limit with an in-process bucket until Redis is back: by default one of the shared
+    /// configuration, so that each process admits the whole shared limit on its own; see
+    /// [`RedisOptions::local_fallback`] to size it.
     Local,
 }
 
@@ -57,6 +63,11 @@ pub struct RedisOptions {
     /// 100 ms). Meanwhile the failure policy decides without calling Redis. An interval
     /// beyond what the clock counts means never.
     pub probe_interval: Duration,
+    /// The limit of the in-process bucket that [`FailurePolicy::Local`] falls back to
+    /// (default: none, the shared configuration itself). Give each of N processes a
+    /// 1/N share of the shared limit, and the fleet as a whole keeps to the shared limit
+    /// while Redis is down. Setting it with another policy is a configuration error.
+    pub local_fallback: Option<RateLimitConfig>,
 }
 
 impl Default for RedisOptions {
@@ -67,6 +78,7 @@ impl Default for RedisOptions {
             max_wait: None,
             connections: 4,
             probe_interval: Duration::from_millis(100),
+            local_fallback: None,
         }
     }
 }
@@ -104,6 +116,34 @@ impl RedisOptions {
     #[must_use]
     pub fn probe_interval(mut self, interval: Duration) -> Self {
         self.probe_interval = interval;
+        self
+    }
+
+    /// Falls back to an in-process bucket of `config` while Redis is down: sets the
+    /// failure policy to [`FailurePolicy::Local`] and the bucket's limit.
+    ///
+    /// ```
+    /// use aegeantic::resilience::{RateLimitConfig, RateLimiter, RedisOptions};
+    ///
+    /// // 100 per second shared by 4 processes: each takes a quarter while Redis is down.
+    /// let shared = RateLimitConfig {
+    ///     requests_per_second: Some(100.0),
+    ///     burst_size: 20,
+    ///     ..RateLimitConfig::default()
+    /// };
+    /// let quarter = RateLimitConfig {
+    ///     requests_per_second: Some(25.0),
+    ///     burst_size: 5,
+    ///     ..RateLimitConfig::default()
+    /// };
+    /// let options = RedisOptions::default().local_fallback(quarter);
+    /// let limiter = RateLimiter::redis_with("redis://127.0.0.1/", "api", shared, options)?;
+    /// # Ok::<(), aegeantic::resilience::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn local_fallback(mut self, config: RateLimitConfig) -> Self {
+        self.failure_policy = FailurePolicy::Local;
+        self.local_fallback = Some(config);
         self
     }
 }
@@ -146,6 +186,9 @@ pub(crate) struct RedisBackend {
     options: RedisOptions,
     /// What `tokens_available` reports between calls.
     estimate: Estimate,
+    /// The bucket of [`RedisOptions::local_fallback`]; without one, the limiter's own
+    /// in-process bucket is the fallback.
+    local: Option<RateLimiter>,
 }
 
 /// Reservations are bounded only by what a double counts exactly.
@@ -175,6 +218,16 @@ impl RedisBackend {
         if options.connections == 0 {
             return Err(ConfigError::ZeroConnections);
         }
+        let local = match &options.local_fallback {
+            None => None,
+            Some(_) if options.failure_policy != FailurePolicy::Local => {
+                return Err(ConfigError::LocalFallbackUnused);
+            }
+            Some(config) => Some(
+                RateLimiter::new(config.clone())
+                    .map_err(|error| ConfigError::InvalidLocalFallback(Box::new(error)))?,
+            ),
+        };
         let burst = u64::from(config.burst_size);
         let windows = intervals.iter().map(|&t| (t, t * burst)).collect();
         let slowest_us = intervals.into_iter().max().unwrap_or(1);
@@ -189,6 +242,7 @@ impl RedisBackend {
             windows,
             options,
             estimate: Estimate::new(slowest_us, config.burst_size),
+            local,
         })
     }
 
@@ -284,6 +338,11 @@ impl RedisBackend {
             } => ("refund", *tokens, (ends, refunded)),
             Adjust::Charge(tokens) => ("charge", *tokens, (&unused, &unused)),
         };
+        if let (Adjust::Cap(tokens), Some(local)) = (&adjust, &self.local) {
+            // Lowered whatever Redis answers, like the limiter's own bucket. Boxed: a cap
+            // calls this function, and the in-process one never comes back here.
+            Box::pin(local.cap_available(*tokens)).await?;
+        }
         self.guarded(
             self.connection
                 .adjust(operation, tokens, bounds, &self.windows),
@@ -415,6 +474,34 @@ impl RateLimiter {
     /// still run it and charge it). A wait past [`RedisOptions::max_wait`] is
     /// [`RateLimitError::WaitTooLong`], deadline or not.
     ///
+    /// # When Redis is down
+    ///
+    /// A call that fails (refused, unanswered within the call timeout, an error reply)
+    /// marks Redis down. From then on the [`FailurePolicy`] decides every request at once,
+    /// without touching Redis: microseconds, not a timeout or a reconnection delay per
+    /// request (in a test that kills redis-server with SIGKILL, decisions during the
+    /// outage took about 1 µs at the median and 5 to 20 µs at the 99th percentile, on a
+    /// shared 2-core machine). Every
+    /// [`probe_interval`](RedisOptions::probe_interval) (100 ms by default), one probe
+    /// sends a PING on each connection, in a task of its own so that no request waits for
+    /// it; the first probe that gets answers hands decisions back to Redis, so they return
+    /// to Redis within the interval, plus the probe's round trips (about 2 ms on loopback),
+    /// of it answering again. A restarted Redis without persistence starts with every
+    /// bucket full.
+    ///
+    /// Over a span `D` of an outage, a fleet of `N` processes sharing a limit of burst `B`
+    /// and rate `r` admits:
+    /// * [`FailClosed`](FailurePolicy::FailClosed): nothing; every request fails with
+    ///   [`RateLimitError::Backend`];
+    /// * [`FailOpen`](FailurePolicy::FailOpen): everything, unlimited;
+    /// * [`Local`](FailurePolicy::Local): `N · (B + r·D)`, since each process limits with
+    ///   a full copy of the shared limit (measured: 4 processes, 3.99 times the limit);
+    /// * [`Local`](FailurePolicy::Local) with
+    ///   [`local_fallback`](RedisOptions::local_fallback) of burst `b` and rate `q`:
+    ///   `N · (b + q·D)`, which is the shared limit when each process gets a `1/N` share
+    ///   (measured: 4 processes with a quarter each, 1.00 times). Grants of such a
+    ///   bucket are not refunded by [`settle`](crate::resilience::Reservation::settle).
+    ///
     /// # Errors
     /// A bad config (as [`RateLimiter::new`]) or an unparsable URL.
     pub fn redis(url: &str, key: &str, config: RateLimitConfig) -> Result<Self, ConfigError> {
@@ -424,7 +511,10 @@ impl RateLimiter {
     /// [`RateLimiter::redis`] with explicit [`RedisOptions`].
     ///
     /// # Errors
-    /// As [`RateLimiter::redis`], and a zero call timeout.
+    /// As [`RateLimiter::redis`], a zero call timeout or connection count, an invalid
+    /// [`local_fallback`](RedisOptions::local_fallback)
+    /// ([`ConfigError::InvalidLocalFallback`]), and a local fallback with a policy other
+    /// than [`FailurePolicy::Local`] ([`ConfigError::LocalFallbackUnused`]).
     pub fn redis_with(
         url: &str,
         key: &str,
@@ -445,7 +535,13 @@ impl RateLimiter {
         Ok(match redis.try_acquire(tokens).await? {
             Remote::Answer(admitted) => admitted,
             Remote::Fallback(Fallback::FailOpen) => true,
-            Remote::Fallback(Fallback::Local) => self.try_take_now(tokens),
+            Remote::Fallback(Fallback::Local) => match &redis.local {
+                Some(local) => {
+                    local.check(tokens)?;
+                    local.try_take_now(tokens)
+                }
+                None => self.try_take_now(tokens),
+            },
         })
     }
 
@@ -469,9 +565,17 @@ impl RateLimiter {
                 booked_until: BookedUntil::Nothing,
             },
             Fallback::Local => {
+                let bucket = redis.local.as_ref().unwrap_or(self);
                 let mut local = Acquisition::new(tokens);
-                std::future::poll_fn(|cx| local.poll_local(self, "redis-fallback", deadline, cx))
-                    .await?
+                let mut acquired = std::future::poll_fn(|cx| {
+                    local.poll_local(bucket, "redis-fallback", deadline, cx)
+                })
+                .await?;
+                if redis.local.is_some() {
+                    // Settling refunds into the limiter's own bucket, not this one.
+                    acquired.booked_until = BookedUntil::Nothing;
+                }
+                acquired
             }
         };
         acquired.fallback = Some(fallback);
