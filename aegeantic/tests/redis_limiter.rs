@@ -1,73 +1,43 @@
-//! The Redis-backed limiter against a real redis-server on loopback (real time).
+//! The Redis-backed limiter against a real redis-server on loopback (real time): one bucket
+//! shared by clones, limiters and processes. Outages are in `redis_outage.rs`.
 #![cfg(feature = "redis")]
 
+// Shared by the Redis test binaries, each using a part.
+#[allow(dead_code)]
+#[path = "common/redis_fleet.rs"]
+mod redis_fleet;
+#[allow(dead_code)]
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
 
 use aegeantic::resilience::{
-    rate_limited_stream, FailurePolicy, Fallback, RateLimitConfig, RateLimitError, RateLimiter,
-    RedisOptions, Resilient,
+    rate_limited_stream, resilient_stream, AttemptError, RateLimitConfig, RateLimitError,
+    RateLimiter, RedisOptions, ResilienceError, Resilient, RetryConfig,
 };
 use futures::StreamExt;
+use redis_fleet::{
+    child_spec, config, fleet_child, grants_of, spawn_child, unix_micros, PROCESSES, RUN, SHARED,
+};
 use redis_server::RedisServer;
 use tokio::time::Instant;
 
-fn config(per_second: f64, burst: u32) -> RateLimitConfig {
-    RateLimitConfig {
-        requests_per_second: Some(per_second),
-        burst_size: burst,
-        ..RateLimitConfig::default()
-    }
-}
-
-fn unix_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
-}
-
-const SHARED: RateLimitConfig = RateLimitConfig {
-    requests_per_second: Some(100.0),
-    requests_per_minute: Some(6000.0),
-    requests_per_hour: None,
-    burst_size: 20,
-};
-const PROCESSES: usize = 4;
-const TASKS: usize = 16;
-const RUN: Duration = Duration::from_secs(10);
-const CHILD_ENV: &str = "AEGEANTIC_REDIS_CHILD";
-
-/// Not a test of its own: the entry point of the worker processes that
-/// `four_processes_share_one_limit` starts by running this binary again.
+/// Not a test of its own: the entry point of the worker processes that the multi-process
+/// tests start (see `common/redis_fleet.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_child_process_entry() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
+    let Some((role, url, key)) = child_spec() else {
         return;
     };
-    let (url, key) = spec.split_once('|').unwrap();
-    let limiter = RateLimiter::redis(url, key, SHARED).unwrap();
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|_| {
-            let limiter = limiter.clone();
-            tokio::spawn(async move {
-                let mut grants = Vec::new();
-                while start.elapsed() < RUN {
-                    limiter.acquire(1, "child").await.unwrap();
-                    grants.push(unix_micros());
-                }
-                grants
-            })
-        })
-        .collect();
-    for task in tasks {
-        for grant in task.await.unwrap() {
-            println!("GRANT {grant}");
+    match role.as_str() {
+        "fleet" => {
+            let limiter = RateLimiter::redis(&url, &key, SHARED).unwrap();
+            fleet_child(limiter, RUN, None).await;
         }
+        "waiter" => waiter_child(&url, &key).await,
+        other => panic!("unknown child role {other}"),
     }
 }
 
@@ -75,32 +45,12 @@ async fn redis_child_process_entry() {
 fn four_processes_share_one_limit() {
     let server = RedisServer::start();
     server.command("CONFIG RESETSTAT");
-    let spec = format!("{}|fleet", server.url());
+    let url = server.url();
     let started = unix_micros();
     let children: Vec<_> = (0..PROCESSES)
-        .map(|_| {
-            Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "redis_child_process_entry", "--nocapture"])
-                .env(CHILD_ENV, &spec)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| spawn_child("fleet", &url, "fleet"))
         .collect();
-    let mut per_process = Vec::new();
-    let mut last = started;
-    for child in children {
-        let output = child.wait_with_output().unwrap();
-        assert!(output.status.success());
-        let grants: Vec<u64> = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| line.strip_prefix("GRANT "))
-            .map(|t| t.parse().unwrap())
-            .collect();
-        last = last.max(grants.iter().copied().max().unwrap_or(started));
-        per_process.push(grants.len());
-    }
+    let (per_process, last) = grants_of(children, started);
     let total: usize = per_process.iter().sum();
     // Every grant lies in [started, last]: the bucket allows at most burst + rate · span.
     let span = (last - started) as f64 / 1e6;
@@ -128,6 +78,146 @@ fn four_processes_share_one_limit() {
         calls / (total as f64) <= 1.2,
         "{calls} calls for {total} grants"
     );
+}
+
+/// 10 tokens at 10 per second: an empty bucket owes a request of 10 a whole second.
+const WAITED: RateLimitConfig = RateLimitConfig {
+    requests_per_second: Some(10.0),
+    requests_per_minute: None,
+    requests_per_hour: None,
+    burst_size: 10,
+};
+
+/// Empties the bucket, then waits for 10 tokens, reading its own estimate meanwhile.
+async fn waiter_child(url: &str, key: &str) {
+    let limiter = RateLimiter::redis(url, key, WAITED).unwrap();
+    assert!(limiter.try_acquire(10).await.unwrap());
+    println!("EMPTIED");
+    let (most, acquired) = while_pending(&limiter, limiter.acquire(10, "waiter")).await;
+    let after = limiter.tokens_available();
+    let waited = acquired.unwrap().waited.as_secs_f64();
+    println!("WAITED {waited} DURING {most} AFTER {after}");
+}
+
+/// Runs `future`, reading `limiter.tokens_available()` every 5 ms until it completes: the
+/// largest reading taken while it was still pending, and its output.
+async fn while_pending<F: std::future::Future>(
+    limiter: &RateLimiter,
+    future: F,
+) -> (f64, F::Output) {
+    let mut future = std::pin::pin!(future);
+    let mut most = 0.0f64;
+    loop {
+        let reading = limiter.tokens_available();
+        tokio::select! {
+            biased;
+            output = &mut future => return (most, output),
+            () = tokio::time::sleep(Duration::from_millis(5)) => most = most.max(reading),
+        }
+    }
+}
+
+/// Reads the child's stdout up to the line starting with `prefix`.
+fn read_until(lines: &mut impl Iterator<Item = std::io::Result<String>>, prefix: &str) -> String {
+    lines
+        .map(Result::unwrap)
+        .find(|line| line.starts_with(prefix))
+        .unwrap_or_else(|| panic!("the child never said {prefix}"))
+}
+
+/// One process empties the bucket and waits a second for 10 tokens; another shares the
+/// key. Neither estimate may show tokens that `try_acquire` would not get.
+#[test]
+fn tokens_available_counts_a_booked_wait_across_processes() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut child = spawn_child("waiter", &url, "booked");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    read_until(&mut lines, "EMPTIED");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ours = RateLimiter::redis(&url, "booked", WAITED).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!ours.try_acquire(1).await.unwrap(), "the child booked them");
+        // The refused request learnt when a token comes: not before the child's grant.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let estimate = ours.tokens_available();
+        assert!(estimate < 1.0, "reads {estimate} while a waiter is owed");
+        assert!(!ours.try_acquire(1).await.unwrap());
+    });
+
+    let report = read_until(&mut lines, "WAITED");
+    assert!(child.wait().unwrap().success());
+    let numbers: Vec<f64> = report
+        .split_whitespace()
+        .skip(1)
+        .step_by(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let [waited, during, after] = numbers[..] else {
+        panic!("{report}")
+    };
+    println!("{report}");
+    assert!(waited > 0.8, "{report}");
+    assert!(
+        during < 1.0,
+        "the waiter read {during} tokens while it waited"
+    );
+    assert!(
+        after < 1.0,
+        "the waiter read {after} tokens right after its grant"
+    );
+}
+
+/// 64 requests queue on an empty bucket: while any of them waits, the estimate is 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_available_is_zero_while_anyone_waits() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::redis(&server.url(), "queued", config(40.0, 10)).unwrap();
+    assert!(limiter.try_acquire(10).await.unwrap());
+    let started = Instant::now();
+    let waiters: Vec<_> = (0..64)
+        .map(|_| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                limiter.acquire(1, "queued").await.unwrap();
+                Instant::now()
+            })
+        })
+        .collect();
+    let all = futures::future::join_all(waiters);
+    let (samples, finished) = {
+        let mut all = std::pin::pin!(all);
+        let mut samples = Vec::new();
+        loop {
+            let reading = (Instant::now(), limiter.tokens_available());
+            tokio::select! {
+                biased;
+                finished = &mut all => break (samples, finished),
+                () = tokio::time::sleep(Duration::from_millis(5)) => samples.push(reading),
+            }
+        }
+    };
+    let last = finished.into_iter().map(Result::unwrap).max().unwrap();
+    // 64 tokens at 40 per second: 1.6 s. Readings well before the last grant were taken
+    // while it was still owed its token, however late its timer fired.
+    assert!(last - started > Duration::from_millis(1400));
+    let owed: Vec<f64> = samples
+        .iter()
+        .filter(|(at, _)| *at + Duration::from_millis(100) < last)
+        .map(|&(_, tokens)| tokens)
+        .collect();
+    let most = owed.iter().copied().fold(0.0, f64::max);
+    println!(
+        "{} readings while waiters queued, the largest {most}",
+        owed.len()
+    );
+    assert!(owed.len() > 100);
+    assert!(most < 1.0, "read {most} tokens while waiters queued");
 }
 
 #[tokio::test]
@@ -187,89 +277,86 @@ async fn a_wait_past_max_wait_fails_at_once_and_takes_nothing() {
     );
 }
 
-async fn outage(policy: FailurePolicy) {
-    let mut server = RedisServer::start();
-    let options = RedisOptions::default()
-        .failure_policy(policy)
-        .call_timeout(Duration::from_millis(200));
+/// A stream that takes a token, then yields one item, bounded by `max_elapsed`.
+fn bounded_stream(
+    limiter: &RateLimiter,
+    max_elapsed: Duration,
+) -> impl futures::Stream<Item = Result<Resilient<u8>, ResilienceError<std::io::Error>>> {
+    let retry = RetryConfig::builder()
+        .max_elapsed(max_elapsed)
+        .build()
+        .unwrap();
+    resilient_stream(
+        || futures::stream::iter([Ok(1)]),
+        Some(retry),
+        Some(limiter.clone()),
+        "bounded",
+        "llm",
+    )
+}
+
+/// `max_elapsed` bounds the wait for tokens too: a token 10 s away with 2 s left ends the
+/// operation at once, and Redis books nothing for it.
+#[tokio::test]
+async fn a_token_past_max_elapsed_fails_at_once_and_books_nothing() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::redis(&server.url(), "deadline", config(0.1, 1)).unwrap();
+    assert!(limiter.try_acquire(1).await.unwrap());
+    let booked = server.command("HGET aegeantic:{deadline} 1");
+
+    let start = Instant::now();
+    let mut stream = std::pin::pin!(bounded_stream(&limiter, Duration::from_secs(2)));
+    let first = stream.next().await.unwrap();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(1), "waited {took:?}");
+    match first {
+        Err(ResilienceError::DeadlineExceeded {
+            source: AttemptError::RateLimit(RateLimitError::PastDeadline { wait, remaining }),
+            attempts: 0,
+            ..
+        }) => {
+            assert!(wait > Duration::from_secs(9), "{wait:?}");
+            assert!(remaining <= Duration::from_secs(2), "{remaining:?}");
+            assert!(remaining > Duration::from_secs(1), "{remaining:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(stream.next().await.is_none());
+    assert_eq!(
+        server.command("HGET aegeantic:{deadline} 1"),
+        booked,
+        "the refused request booked nothing"
+    );
+}
+
+/// A Redis call that has not answered by the deadline is abandoned there, however long the
+/// call timeout.
+#[tokio::test]
+async fn a_redis_call_is_cut_at_the_deadline() {
+    let server = RedisServer::start();
+    let options = RedisOptions::default().call_timeout(Duration::from_secs(3));
     let limiter =
-        RateLimiter::redis_with(&server.url(), "outage", config(5.0, 2), options).unwrap();
-    assert_eq!(limiter.acquire(1, "up").await.unwrap().fallback, None);
+        RateLimiter::redis_with(&server.url(), "paused", config(10.0, 5), options).unwrap();
+    assert!(limiter.try_acquire(1).await.unwrap());
+    // The server holds every client's commands for 2 s.
+    server.command("CLIENT PAUSE 2000");
 
-    server.kill();
-    for _ in 0..3 {
-        let start = Instant::now();
-        let result = tokio::time::timeout(Duration::from_secs(2), limiter.acquire(1, "down"))
-            .await
-            .expect("no hang past the call timeout");
-        let fast = start.elapsed() < Duration::from_millis(800);
-        match policy {
-            FailurePolicy::FailClosed => {
-                assert!(
-                    matches!(result, Err(RateLimitError::Backend { .. })),
-                    "{result:?}"
-                );
-                assert!(fast);
-            }
-            FailurePolicy::FailOpen => {
-                assert_eq!(result.unwrap().fallback, Some(Fallback::FailOpen));
-                assert!(fast);
-            }
-            FailurePolicy::Local => {
-                assert_eq!(result.unwrap().fallback, Some(Fallback::Local));
-            }
-        }
-    }
-    if policy == FailurePolicy::Local {
-        // The local bucket (burst 2, 5/s) really limits: three grants took at least ~200 ms.
-        assert!(!limiter.try_acquire(2).await.unwrap());
-    }
-
-    server.restart();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let result = limiter.acquire(1, "back").await;
-        if matches!(&result, Ok(acquired) if acquired.fallback.is_none()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "admission did not resume: {result:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-#[tokio::test]
-async fn redis_down_fail_closed() {
-    outage(FailurePolicy::FailClosed).await;
-}
-
-#[tokio::test]
-async fn redis_down_fail_open() {
-    outage(FailurePolicy::FailOpen).await;
-}
-
-#[tokio::test]
-async fn redis_down_local_fallback() {
-    outage(FailurePolicy::Local).await;
-}
-
-#[tokio::test]
-async fn a_limiter_can_be_created_while_redis_is_down() {
-    let mut server = RedisServer::start();
-    server.kill();
-    let limiter = RateLimiter::redis(&server.url(), "late", config(5.0, 2)).unwrap();
-    assert!(matches!(
-        limiter.acquire(1, "op").await,
-        Err(RateLimitError::Backend { .. })
-    ));
-    server.restart();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while limiter.try_acquire(1).await.is_err() {
-        assert!(Instant::now() < deadline, "never connected");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let start = Instant::now();
+    let mut stream = std::pin::pin!(bounded_stream(&limiter, Duration::from_millis(300)));
+    let first = stream.next().await.unwrap();
+    let took = start.elapsed();
+    assert!(
+        matches!(
+            first,
+            Err(ResilienceError::DeadlineExceeded {
+                source: AttemptError::RateLimit(RateLimitError::PastDeadline { .. }),
+                ..
+            })
+        ),
+        "{first:?}"
+    );
+    assert!(took >= Duration::from_millis(290), "{took:?}");
+    assert!(took < Duration::from_millis(1000), "{took:?}");
 }
 
 #[tokio::test]

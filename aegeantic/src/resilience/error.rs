@@ -63,6 +63,14 @@ pub enum ConfigError {
     /// A Redis-backed limiter needs at least one connection.
     #[error("connections must be at least 1, got 0")]
     ZeroConnections,
+    /// The limit given for a Redis-backed limiter's local fallback cannot work; the source
+    /// says why.
+    #[error("the Redis limiter's local_fallback is invalid")]
+    InvalidLocalFallback(#[source] Box<ConfigError>),
+    /// A limit was given for the local fallback, but the failure policy never falls back
+    /// to a local bucket.
+    #[error("local_fallback is set, but only the Local failure policy uses it")]
+    LocalFallbackUnused,
     /// A jitter fraction outside `[0, 1]`.
     #[error("a proportional jitter must lie in [0, 1], got {0}")]
     InvalidJitter(f64),

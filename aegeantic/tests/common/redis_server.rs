@@ -90,7 +90,8 @@ impl RedisServer {
                     }
                 }
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // Often enough that a test can time a restart to a few milliseconds.
+            std::thread::sleep(Duration::from_millis(2));
         }
         panic!("redis-server on port {} did not start", self.port);
     }

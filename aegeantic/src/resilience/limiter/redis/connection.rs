@@ -139,19 +139,53 @@ impl Connection {
             .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
     }
 
+    /// Checks that every connection answers, within the call timeout.
+    ///
+    /// After a failure a manager keeps the failed reconnection's error and reports it to
+    /// the next command, which starts a new reconnection in the background. So each
+    /// connection is asked twice if need be: the second PING waits for a reconnection
+    /// begun now, not for the outcome of one made while Redis was still down.
+    pub(crate) async fn probe(&self) -> Result<(), RedisError> {
+        let probe = async {
+            for cell in &self.managers {
+                let mut manager = self.init(cell).await?;
+                if redis::cmd("PING")
+                    .query_async::<()>(&mut manager)
+                    .await
+                    .is_err()
+                {
+                    redis::cmd("PING").query_async::<()>(&mut manager).await?;
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.call_timeout, probe)
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
+    }
+
     async fn manager(&self) -> Result<ConnectionManager, RedisError> {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.managers.len();
+        self.init(&self.managers[turn]).await
+    }
+
+    async fn init(
+        &self,
+        cell: &OnceCell<ConnectionManager>,
+    ) -> Result<ConnectionManager, RedisError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.call_timeout))
             .set_response_timeout(Some(self.call_timeout))
-            // Reconnection is retried by later calls; a call never waits out a long series.
-            .set_number_of_retries(1);
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.managers.len();
-        self.managers[turn]
-            .get_or_try_init(|| async {
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            })
-            .await
-            .cloned()
+            // One connection attempt per reconnection, never a series with back-off
+            // delays (100 ms and more by default) that commands would wait out: while
+            // Redis is down no command is sent but probes, and a probe must find a
+            // restarted server at once.
+            .set_number_of_retries(0);
+        cell.get_or_try_init(|| async {
+            ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+        })
+        .await
+        .cloned()
     }
 
     /// The error as text, with the password scrubbed should the server or driver echo it.

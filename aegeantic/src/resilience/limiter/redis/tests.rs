@@ -13,8 +13,11 @@ use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use redis_server::RedisServer;
 
+use tokio::time::Instant;
+
 use super::{RedisBackend, RedisOptions};
-use crate::resilience::{RateLimitConfig, RateLimiter};
+use crate::resilience::limiter::Acquisition;
+use crate::resilience::{RateLimitConfig, RateLimitError, RateLimiter};
 
 static KEYS: AtomicU64 = AtomicU64::new(0);
 
@@ -155,4 +158,41 @@ fn reservations_respect_every_window() {
     let total: u64 = grants.iter().map(|&(_, tokens)| tokens).sum();
     let (first, last) = (START_US, grants.last().unwrap().0);
     assert_eq!(last - first, (total - 10) * 100_000);
+}
+
+/// A wait known to end past the deadline is refused at once and books nothing: the tokens
+/// it would have taken are there for the next request.
+#[tokio::test]
+async fn a_wait_past_the_deadline_is_refused_and_books_nothing() {
+    let server = RedisServer::start();
+    let config = RateLimitConfig {
+        requests_per_second: Some(1.0),
+        burst_size: 10,
+        ..RateLimitConfig::default()
+    };
+    let limiter = RateLimiter::redis(&server.url(), "deadline", config).unwrap();
+    limiter.drain().await.unwrap();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(2);
+    // Ten tokens at one per second: ten seconds away.
+    let mut acquisition = Acquisition::new(10);
+    let refused =
+        std::future::poll_fn(|cx| acquisition.poll(&limiter, "op", Some(deadline), cx)).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    match refused {
+        Err(RateLimitError::PastDeadline { wait, remaining }) => {
+            assert!(wait > Duration::from_secs(9), "{wait:?}");
+            assert!(remaining > Duration::from_secs(1), "{remaining:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    tokio::time::sleep_until(start + Duration::from_millis(1100)).await;
+    assert!(
+        limiter.try_acquire(1).await.unwrap(),
+        "the refused request took nothing"
+    );
 }
