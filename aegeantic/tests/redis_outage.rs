@@ -107,6 +107,15 @@ fn a_local_fallback_is_checked_when_the_limiter_is_built() {
     options.failure_policy = FailurePolicy::FailOpen;
     let error = RateLimiter::redis_with(url, "unused", SHARED, options).unwrap_err();
     assert_eq!(error, ConfigError::LocalFallbackUnused);
+
+    let options = RedisOptions::default().probe_interval(std::time::Duration::ZERO);
+    let error = RateLimiter::redis_with(url, "zero", SHARED, options).unwrap_err();
+    assert_eq!(
+        error,
+        ConfigError::ZeroTimeout {
+            field: "probe_interval"
+        }
+    );
 }
 
 /// While Redis is down the sized bucket decides: its own burst, its own capacity, and a

@@ -131,7 +131,9 @@ pub enum RateLimitError {
         max_wait: Duration,
     },
     /// The tokens would come only at or after the operation's deadline (its `max_elapsed`),
-    /// so the request did not wait; nothing was taken.
+    /// so the request did not wait and nothing was taken. (With Redis, a call still
+    /// running at the deadline is cut there; like any call that timed out, it may have
+    /// been charged on the server.)
     #[error("waiting {wait:?} for tokens would end past the deadline, {remaining:?} away")]
     PastDeadline {
         /// How long the request would have waited.

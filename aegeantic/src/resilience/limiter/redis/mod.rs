@@ -101,6 +101,13 @@ impl RedisBackend {
         if options.connections == 0 {
             return Err(ConfigError::ZeroConnections);
         }
+        if options.probe_interval.is_zero() {
+            // Redis would be called on every decision of an outage, which the interval
+            // exists to prevent.
+            return Err(ConfigError::ZeroTimeout {
+                field: "probe_interval",
+            });
+        }
         let local = match &options.local_fallback {
             None => None,
             Some(_) if options.failure_policy != FailurePolicy::Local => {
@@ -394,7 +401,8 @@ impl RateLimiter {
     /// [`RateLimiter::redis`] with explicit [`RedisOptions`].
     ///
     /// # Errors
-    /// As [`RateLimiter::redis`], a zero call timeout or connection count, an invalid
+    /// As [`RateLimiter::redis`], a zero call timeout, connection count or probe interval
+    /// ([`ConfigError::ZeroTimeout`]), an invalid
     /// [`local_fallback`](RedisOptions::local_fallback)
     /// ([`ConfigError::InvalidLocalFallback`]), and a local fallback with a policy other
     /// than [`FailurePolicy::Local`] ([`ConfigError::LocalFallbackUnused`]).

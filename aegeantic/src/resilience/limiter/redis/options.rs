@@ -38,8 +38,8 @@ pub struct RedisOptions {
     /// How many multiplexed connections the limiter spreads its calls over (default 4).
     pub connections: usize,
     /// How often to check whether Redis answers again once a call has failed (default
-    /// 100 ms). Meanwhile the failure policy decides without calling Redis. An interval
-    /// beyond what the clock counts means never.
+    /// 100 ms; zero is refused). Meanwhile the failure policy decides without calling
+    /// Redis. An interval beyond what the clock counts means never.
     pub probe_interval: Duration,
     /// The limit of the in-process bucket that [`FailurePolicy::Local`] falls back to
     /// (default: none, the shared configuration itself). Give each of N processes a
