@@ -61,18 +61,22 @@ fn loom_booking_and_giving_back_keep_the_queue_and_the_bucket_in_step() {
         assert!(l.try_take(1, 0).is_some(), "the only token, taken first");
         let cancelling = {
             let l = l.clone();
-            thread::spawn(move || match l.book(1, 0, Waker::noop()) {
+            thread::spawn(move || match l.book(1, 0, u64::MAX, Waker::noop()) {
                 Booked::Later { id, .. } => l.cancel(id),
-                Booked::Now { .. } => panic!("granted from an empty bucket"),
+                Booked::Now { .. } | Booked::TooLate { .. } => {
+                    panic!("an unbounded request on an empty bucket is queued")
+                }
             })
         };
         let trying = {
             let l = l.clone();
             thread::spawn(move || l.try_take(1, 0).is_some())
         };
-        let staying = match l.book(1, 0, Waker::noop()) {
+        let staying = match l.book(1, 0, u64::MAX, Waker::noop()) {
             Booked::Later { id, .. } => id,
-            Booked::Now { .. } => panic!("granted from an empty bucket"),
+            Booked::Now { .. } | Booked::TooLate { .. } => {
+                panic!("an unbounded request on an empty bucket is queued")
+            }
         };
         cancelling.join().unwrap();
         assert!(!trying.join().unwrap(), "took a token promised to a waiter");
@@ -93,13 +97,15 @@ fn loom_waiters_behind_a_cancelled_one_move_up_in_order() {
     loom::model(|| {
         let l = hourly(1);
         assert!(l.try_take(1, 0).is_some(), "the only token, taken first");
-        let Booked::Later { id: first, .. } = l.book(1, 0, Waker::noop()) else {
+        let Booked::Later { id: first, .. } = l.book(1, 0, u64::MAX, Waker::noop()) else {
             panic!("granted from an empty bucket");
         };
         let queue = |l: RateLimiter| {
-            thread::spawn(move || match l.book(1, 0, Waker::noop()) {
+            thread::spawn(move || match l.book(1, 0, u64::MAX, Waker::noop()) {
                 Booked::Later { id, .. } => id,
-                Booked::Now { .. } => panic!("granted from an empty bucket"),
+                Booked::Now { .. } | Booked::TooLate { .. } => {
+                    panic!("an unbounded request on an empty bucket is queued")
+                }
             })
         };
         let (a, b) = (queue(l.clone()), queue(l.clone()));
@@ -123,7 +129,7 @@ fn loom_a_late_give_back_does_not_refund_tokens_already_counted_as_taken() {
     loom::model(|| {
         let l = hourly(1);
         assert!(l.try_take(1, 0).is_some(), "the only token, taken first");
-        let Booked::Later { id, .. } = l.book(1, 0, Waker::noop()) else {
+        let Booked::Later { id, .. } = l.book(1, 0, u64::MAX, Waker::noop()) else {
             panic!("granted from an empty bucket");
         };
         let cancelling = {
