@@ -270,3 +270,71 @@ fn the_anthropic_provider_checks_its_base_url_too() {
         r#"invalid base URL "file:///etc/passwd": the scheme must be http or https"#
     );
 }
+
+/// A server for one connection: reads the request, writes `head`, then `filler` over and
+/// over until the client hangs up. Returns the base URL and how many bytes it wrote.
+async fn endless_server(
+    head: &'static [u8],
+    filler: &'static [u8],
+) -> (String, tokio::task::JoinHandle<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let written = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buffer = [0; 8192];
+        let _ = socket.read(&mut buffer).await;
+        let mut written = 0;
+        if socket.write_all(head).await.is_ok() {
+            while socket.write_all(filler).await.is_ok() {
+                written += filler.len();
+            }
+        }
+        written
+    });
+    (format!("http://{addr}/v1"), written)
+}
+
+static MEBIBYTE_OF_A: [u8; 1 << 20] = [b'a'; 1 << 20];
+
+#[tokio::test]
+async fn an_event_that_never_ends_is_refused_not_held() {
+    let (url, written) = endless_server(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\ndata: ",
+        &MEBIBYTE_OF_A,
+    )
+    .await;
+    let error = call_error(config(url)).await;
+    assert!(matches!(error, LlmError::Protocol(_)), "{error:?}");
+    assert!(error.to_string().contains("without ending"), "{error}");
+    assert!(!error.is_transient());
+    let written = written.await.unwrap();
+    // The client read about 16 MiB and hung up; what the kernel buffered on top is small.
+    assert!(
+        written < 64 << 20,
+        "{written} bytes were sent before the client hung up"
+    );
+}
+
+#[tokio::test]
+async fn an_endless_error_body_is_read_only_in_part() {
+    let (url, _written) = endless_server(
+        b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nbad request ",
+        &MEBIBYTE_OF_A,
+    )
+    .await;
+    let started = Instant::now();
+    let error = call_error(config(url)).await;
+    let LlmError::Api {
+        status, message, ..
+    } = &error
+    else {
+        panic!("not an API error: {error:?}");
+    };
+    assert_eq!(*status, Some(400));
+    assert!(message.starts_with("bad request aaa"), "{}", &message[..40]);
+    assert!(message.len() <= 64 * 1024, "{} bytes kept", message.len());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not held until the idle timeout"
+    );
+}

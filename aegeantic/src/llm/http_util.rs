@@ -176,15 +176,32 @@ async fn send(
     }
 }
 
-/// The body of an error answer, or nothing when it does not arrive in time: the status
-/// alone still classifies the error.
-async fn error_text(response: reqwest::Response, idle_timeout: Duration) -> String {
-    tokio::time::timeout(idle_timeout, response.text())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default()
+/// The body of an error answer, up to [`MAX_ERROR_BODY`] bytes and what arrives within
+/// `idle_timeout`: the status alone still classifies the error.
+async fn error_text(mut response: reqwest::Response, idle_timeout: Duration) -> String {
+    let mut body = Vec::new();
+    let read = async {
+        while let Ok(Some(chunk)) = response.chunk().await {
+            let room = MAX_ERROR_BODY - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() == MAX_ERROR_BODY {
+                break;
+            }
+        }
+    };
+    // What arrived in time is the message; a server that keeps sending does not hold us.
+    let _ = tokio::time::timeout(idle_timeout, read).await;
+    String::from_utf8_lossy(&body).into_owned()
 }
+
+/// The most of an error answer's body that is read: far more than any server's message,
+/// and a bound on what a hostile one can make us hold.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The most one server-sent event may hold before the stream is refused as broken: far
+/// more than any model sends in one event, and a bound on what a server that never ends a
+/// line can make us hold.
+const MAX_EVENT: usize = 16 * 1024 * 1024;
 
 /// The next piece of a body, `Ok(None)` at its end, or [`LlmError::Idle`] after
 /// `idle_timeout` of silence.
@@ -293,6 +310,12 @@ impl Exchange {
                             return;
                         }
                     }
+                }
+                if parser.pending_len() > MAX_EVENT {
+                    yield Err(LlmError::Protocol(format!(
+                        "a server-sent event grew past {MAX_EVENT} bytes without ending"
+                    )));
+                    return;
                 }
             }
             if finish_is_complete && finished && !parser.has_partial() {

@@ -59,6 +59,14 @@ impl SseParser {
         events
     }
 
+    /// Bytes held for the event being read (its unfinished line, data and name): what a
+    /// caller bounds against a server that never ends a line or an event.
+    pub fn pending_len(&self) -> usize {
+        self.line.len()
+            + self.data.as_ref().map_or(0, String::len)
+            + self.event.as_ref().map_or(0, String::len)
+    }
+
     /// Whether an event or line was started but not finished: what is left when a body
     /// ends early. The SSE rules drop such an event, so the caller decides what it means.
     pub fn has_partial(&self) -> bool {
@@ -103,6 +111,19 @@ mod tests {
 
     fn all(parser: &mut SseParser, chunks: &[&[u8]]) -> Vec<SseEvent> {
         chunks.iter().flat_map(|chunk| parser.push(chunk)).collect()
+    }
+
+    #[test]
+    fn pending_bytes_are_counted_until_the_event_ends() {
+        let mut parser = SseParser::new();
+        assert_eq!(parser.pending_len(), 0);
+        parser.push(b"event: e\ndata: abc\ndata: de\nda");
+        assert_eq!(
+            parser.pending_len(),
+            "e".len() + "abc\nde".len() + "da".len()
+        );
+        parser.push(b"ta: x\n\n");
+        assert_eq!(parser.pending_len(), 0);
     }
 
     #[test]

@@ -47,6 +47,24 @@ async fn the_window_slides() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_open_duration_beyond_the_clock_keeps_it_open() {
+    let b = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_ratio: 0.5,
+        window: 1,
+        minimum_calls: 1,
+        open_duration: Duration::MAX,
+        half_open_probes: 1,
+        slow_call: Some(Duration::MAX),
+    })
+    .unwrap();
+    assert!(call(&b, true).is_some());
+    assert_eq!(b.try_call().unwrap_err().retry_in, Duration::MAX);
+    tokio::time::advance(Duration::from_secs(100 * 365 * 86_400)).await;
+    assert_eq!(b.state(), CircuitState::Open);
+    assert!(b.open_past(Duration::from_secs(1)).is_some());
+}
+
+#[tokio::test(start_paused = true)]
 async fn open_fails_fast_then_probes_then_closes() {
     let b = breaker(2, 2, 2);
     call(&b, true);
