@@ -136,17 +136,9 @@ fn transport_error(error: reqwest::Error, phase: Phase) -> LlmError {
 
 /// The kinds of the `io` errors in `error`'s source chain, outermost first.
 fn io_kinds(error: &(dyn std::error::Error + 'static)) -> Vec<io::ErrorKind> {
-    let mut kinds = Vec::new();
-    let mut link = error.source();
-    // A bound: a `source()` cycle must not hang us.
-    for _ in 0..32 {
-        let Some(cause) = link else { break };
-        if let Some(io) = cause.downcast_ref::<io::Error>() {
-            kinds.push(io.kind());
-        }
-        link = cause.source();
-    }
-    kinds
+    crate::resilience::retry_on::chain(error)
+        .filter_map(|link| link.downcast_ref::<io::Error>().map(io::Error::kind))
+        .collect()
 }
 
 pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -20,7 +20,7 @@ mod jitter;
 mod limiter;
 mod monitor;
 mod retry;
-mod retry_on;
+pub(crate) mod retry_on;
 mod stream;
 
 pub use backoff::Backoff;

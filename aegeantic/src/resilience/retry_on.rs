@@ -208,7 +208,9 @@ fn is_transient(error: &(dyn Error + 'static)) -> bool {
 ///
 /// `io::Error::source` skips the error it wraps and goes straight to that error's source,
 /// so the wrapped error is visited explicitly.
-fn chain<'a>(error: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+pub(crate) fn chain<'a>(
+    error: &'a (dyn Error + 'static),
+) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
     let mut pending: Vec<&'a (dyn Error + 'static)> = vec![error];
     let mut seen = 0;
     std::iter::from_fn(move || {
