@@ -277,6 +277,36 @@ async fn a_wait_past_max_wait_fails_at_once_and_takes_nothing() {
     );
 }
 
+/// Options at the edges of what a `Duration` holds work as "no limit", against a live
+/// server and a dead one, through a stream with a deadline just as far away.
+#[tokio::test]
+async fn durations_beyond_the_clock_in_the_options_never_panic() {
+    use aegeantic::resilience::FailurePolicy;
+
+    let server = RedisServer::start();
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("redis://127.0.0.1:{}/", listener.local_addr().unwrap().port())
+    };
+    let options = RedisOptions::default()
+        .call_timeout(Duration::MAX)
+        .max_wait(Duration::MAX)
+        .probe_interval(Duration::MAX)
+        .failure_policy(FailurePolicy::FailOpen);
+    for url in [server.url(), refused] {
+        let limiter = RateLimiter::redis_with(&url, "edges", config(1000.0, 2), options.clone())
+            .unwrap();
+        for _ in 0..3 {
+            let items: Vec<_> = bounded_stream(&limiter, Duration::MAX).collect().await;
+            assert!(
+                matches!(items[..], [Ok(Resilient::RateLimit(_)), Ok(Resilient::Item(1))]),
+                "{url}: {items:?}"
+            );
+        }
+        assert!(limiter.tokens_available().is_finite());
+    }
+}
+
 /// A stream that takes a token, then yields one item, bounded by `max_elapsed`.
 fn bounded_stream(
     limiter: &RateLimiter,
