@@ -338,3 +338,44 @@ async fn an_endless_error_body_is_read_only_in_part() {
         "not held until the idle timeout"
     );
 }
+
+#[tokio::test]
+async fn timeouts_beyond_the_clock_mean_no_limit() {
+    let server = FaultServer::start([Reply::text(&["Hel", "lo"], GAP)])
+        .await
+        .unwrap();
+    let mut config = config(server.base_url());
+    config.connect_timeout = Duration::MAX;
+    config.response_timeout = Duration::MAX;
+    config.idle_timeout = Duration::MAX;
+    let provider = OpenAiCompatible::new(config).unwrap();
+    let items: Vec<Result<LlmChunk, LlmError>> = provider.stream(&request()).collect().await;
+    assert!(items.iter().all(Result::is_ok), "{items:?}");
+    let text: String = items
+        .iter()
+        .filter_map(|item| match item {
+            Ok(LlmChunk::Text(text)) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, "Hello");
+}
+
+#[cfg(feature = "anthropic")]
+#[test]
+fn debug_output_never_shows_credentials() {
+    let url = "https://user:hunter2@proxy.example/v1";
+    let openai = OpenAiCompatible::new(OpenAiConfig::new(url, "m").api_key("sk-secret")).unwrap();
+    let anthropic = aegeantic::llm::Anthropic::new(
+        aegeantic::llm::AnthropicConfig::new("m")
+            .base_url(url)
+            .api_key("sk-ant-secret"),
+    )
+    .unwrap();
+    for shown in [format!("{openai:?}"), format!("{anthropic:?}")] {
+        assert!(shown.contains("proxy.example"), "{shown}");
+        for secret in ["hunter2", "user:", "sk-secret", "sk-ant-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+}

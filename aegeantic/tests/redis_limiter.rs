@@ -286,7 +286,10 @@ async fn durations_beyond_the_clock_in_the_options_never_panic() {
     let server = RedisServer::start();
     let refused = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("redis://127.0.0.1:{}/", listener.local_addr().unwrap().port())
+        format!(
+            "redis://127.0.0.1:{}/",
+            listener.local_addr().unwrap().port()
+        )
     };
     let options = RedisOptions::default()
         .call_timeout(Duration::MAX)
@@ -294,12 +297,15 @@ async fn durations_beyond_the_clock_in_the_options_never_panic() {
         .probe_interval(Duration::MAX)
         .failure_policy(FailurePolicy::FailOpen);
     for url in [server.url(), refused] {
-        let limiter = RateLimiter::redis_with(&url, "edges", config(1000.0, 2), options.clone())
-            .unwrap();
+        let limiter =
+            RateLimiter::redis_with(&url, "edges", config(1000.0, 2), options.clone()).unwrap();
         for _ in 0..3 {
             let items: Vec<_> = bounded_stream(&limiter, Duration::MAX).collect().await;
             assert!(
-                matches!(items[..], [Ok(Resilient::RateLimit(_)), Ok(Resilient::Item(1))]),
+                matches!(
+                    items[..],
+                    [Ok(Resilient::RateLimit(_)), Ok(Resilient::Item(1))]
+                ),
                 "{url}: {items:?}"
             );
         }

@@ -74,6 +74,15 @@ pub(super) fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, LlmEr
     parse(&format!("{}{path}", base_url.trim_end_matches('/')))
 }
 
+/// Debug-prints a URL with its credentials redacted, for the configs' and providers' `Debug`.
+pub(super) struct RedactedUrl<'a>(pub(super) &'a str);
+
+impl fmt::Debug for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&redact_credentials(self.0), f)
+    }
+}
+
 /// `url` with everything from its scheme's `://` (or its start) to its last `@` replaced
 /// by `<redacted>`: a user name and password, however malformed the rest. An `@` later in
 /// the path hides more than needed, which only costs readability in an error message.

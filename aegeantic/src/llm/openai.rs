@@ -1,5 +1,6 @@
 //! A provider for OpenAI-compatible chat-completions endpoints, streaming over SSE.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -8,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::http_util::{
-    client, endpoint, env_var, header, server_delay, ApiKey, Exchange, Redactor, Step,
+    client, endpoint, env_var, header, server_delay, ApiKey, Exchange, RedactedUrl, Redactor, Step,
 };
 use super::sse::SseEvent;
 use super::{
@@ -16,8 +17,17 @@ use super::{
     Quota, QuotaWindow, Role, ToolCallDelta, Usage,
 };
 
-/// Where and how [`OpenAiCompatible`] connects.
-#[derive(Clone, Debug)]
+/// Where and how [`OpenAiCompatible`] connects. Its `Debug` output shows neither the key
+/// nor a user name or password in the base URL.
+///
+/// ```
+/// use aegeantic::llm::OpenAiConfig;
+///
+/// let config = OpenAiConfig::new("https://user:hunter2@proxy.example/v1", "m").api_key("sk-x");
+/// let shown = format!("{config:?}");
+/// assert!(!shown.contains("hunter2") && !shown.contains("sk-x"), "{shown}");
+/// ```
+#[derive(Clone)]
 pub struct OpenAiConfig {
     /// The API root, such as `https://api.openai.com/v1`; `/chat/completions` is appended.
     pub base_url: String,
@@ -37,6 +47,20 @@ pub struct OpenAiConfig {
     /// boundary looks exactly like the end, so the answer is reported as
     /// [`LlmError::Truncated`]. Turn it on only for a server known to omit `[DONE]`.
     pub accept_missing_done: bool,
+}
+
+impl fmt::Debug for OpenAiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiConfig")
+            .field("base_url", &RedactedUrl(&self.base_url))
+            .field("model", &self.model)
+            .field("api_key", &self.api_key)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("accept_missing_done", &self.accept_missing_done)
+            .finish()
+    }
 }
 
 impl OpenAiConfig {
@@ -115,12 +139,21 @@ impl OpenAiConfig {
 ///     r#"invalid base URL "localhost:8080/v1": the scheme must be http or https"#
 /// );
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct OpenAiCompatible {
     config: Arc<OpenAiConfig>,
     client: reqwest::Client,
     /// `/chat/completions` under the base URL, checked when the provider is built.
     endpoint: reqwest::Url,
+}
+
+impl fmt::Debug for OpenAiCompatible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The endpoint would show the base URL's credentials; the config hides them.
+        f.debug_struct("OpenAiCompatible")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OpenAiCompatible {

@@ -9,12 +9,13 @@
 pub(super) mod headers;
 mod wire;
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderValue;
 
-use super::http_util::{client, endpoint, env_var, ApiKey, Exchange, Redactor};
+use super::http_util::{client, endpoint, env_var, ApiKey, Exchange, RedactedUrl, Redactor};
 use super::{LlmError, LlmProvider, LlmRequest, LlmStream};
 use wire::Decoder;
 
@@ -27,7 +28,9 @@ use wire::Decoder;
 /// assert_eq!(config.base_url, "https://api.anthropic.com/v1");
 /// assert!(!format!("{config:?}").contains("sk-ant-secret"));
 /// ```
-#[derive(Clone, Debug)]
+///
+/// Nor does it show a user name or password in the base URL.
+#[derive(Clone)]
 pub struct AnthropicConfig {
     /// The API root, such as `https://api.anthropic.com/v1`; `/messages` is appended.
     pub base_url: String,
@@ -47,6 +50,21 @@ pub struct AnthropicConfig {
     /// [`LlmError::Idle`] instead of hanging. The server pings an open stream, so a
     /// healthy one is never silent for long.
     pub idle_timeout: Duration,
+}
+
+impl fmt::Debug for AnthropicConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnthropicConfig")
+            .field("base_url", &RedactedUrl(&self.base_url))
+            .field("model", &self.model)
+            .field("api_key", &self.api_key)
+            .field("version", &self.version)
+            .field("max_tokens", &self.max_tokens)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
 }
 
 impl AnthropicConfig {
@@ -124,12 +142,21 @@ impl AnthropicConfig {
 /// ([`LlmError::Truncated`]), and silence longer than the idle timeout
 /// ([`LlmError::Idle`]). It never retries on its own; wrap it in a
 /// [`ResilientProvider`](super::ResilientProvider).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Anthropic {
     config: Arc<AnthropicConfig>,
     client: reqwest::Client,
     /// `/messages` under the base URL, checked when the provider is built.
     endpoint: reqwest::Url,
+}
+
+impl fmt::Debug for Anthropic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The endpoint would show the base URL's credentials; the config hides them.
+        f.debug_struct("Anthropic")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Anthropic {
