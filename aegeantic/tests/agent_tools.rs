@@ -172,6 +172,46 @@ async fn a_tool_timeout_is_retried_under_the_tools_policy() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_tool_stopped_by_its_deadline_tells_the_model_why() {
+    let flaky = Flaky {
+        calls: Mutex::new(0),
+        sleeps: vec![Duration::from_secs(60)],
+    };
+    // The timeout after 1 s is retryable, but the back-off of 10 s would end past the 5 s
+    // deadline.
+    let policy = ToolPolicy::default().timeout(Duration::from_secs(1)).retry(
+        RetryConfig::builder()
+            .base_delay(Duration::from_secs(10))
+            .jitter(false)
+            .retry_on(tool_retry_on())
+            .max_elapsed(Duration::from_secs(5))
+            .build()
+            .unwrap(),
+    );
+    let mut runner = run(
+        Scripted::new(vec![call("flaky"), answer()]),
+        Arc::new(WithPolicy::new(flaky, policy)),
+    );
+    let events: Vec<AgentEvent> = runner.step_stream("go").collect().await;
+    let output = events
+        .iter()
+        .find_map(|e| match e {
+            AgentEvent::ToolOutput {
+                output,
+                is_error: true,
+                ..
+            } => Some(output.to_string()),
+            _ => None,
+        })
+        .expect("the tool failed");
+    assert!(output.contains("deadline exceeded"), "{output}");
+    assert!(
+        output.contains("timed out after 1s"),
+        "the cause is shown: {output}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_timeout_without_retry_is_an_error_the_model_sees() {
     let flaky = Flaky {
         calls: Mutex::new(0),

@@ -13,6 +13,7 @@ use super::assemble::Assembly;
 use super::tool::ToolEventItem;
 use super::{AgentError, AgentEvent, Tool, ToolContext, ToolError};
 use crate::llm::{LlmProvider, LlmRequest, Message, ToolCall, ToolSpec};
+use crate::report::DisplayChain;
 use crate::resilience::{resilient_stream, ResilienceError, Resilient};
 
 /// How an agent behaves.
@@ -323,7 +324,8 @@ fn tool_failure(error: ResilienceError<ToolError>) -> String {
             format!("error: {source} (after {attempts} attempts)")
         }
         ResilienceError::Operation { source, .. } => format!("error: {source}"),
-        other => format!("error: {other}"),
+        // Deadlines, budgets, breakers, limiters: the why is in the chain.
+        other => format!("error: {}", DisplayChain(&other)),
     }
 }
 
