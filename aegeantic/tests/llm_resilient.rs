@@ -116,3 +116,92 @@ async fn the_generate_adapter_passes_errors_through() {
     let items: Vec<_> = failing.stream(&LlmRequest::default()).collect().await;
     assert!(matches!(items.as_slice(), [Err(e)] if e.is_transient()));
 }
+
+/// A tokens-per-second bucket of `burst`, emptied.
+async fn empty_token_bucket(per_second: f64, burst: u32) -> aegeantic::resilience::RateLimiter {
+    let limiter = aegeantic::resilience::RateLimiter::new(aegeantic::resilience::RateLimitConfig {
+        requests_per_second: Some(per_second),
+        burst_size: burst,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(limiter.try_acquire(burst).await.unwrap());
+    limiter
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_elapsed_covers_the_token_reservations() {
+    // Each call reserves its 100-token cap; the bucket refills 10 a second.
+    let request = LlmRequest {
+        max_tokens: Some(100),
+        ..LlmRequest::default()
+    };
+    let retry = |max_elapsed| {
+        RetryConfig::builder()
+            .base_delay(Duration::from_secs(1))
+            .jitter(false)
+            .retry_on(llm_retry_on())
+            .max_elapsed(max_elapsed)
+            .build()
+            .unwrap()
+    };
+    let outcome = |items: Vec<Result<Resilient<LlmChunk>, ResilienceError<LlmError>>>| {
+        items
+            .into_iter()
+            .map(|item| match item {
+                Ok(Resilient::Item(chunk)) => format!("{chunk:?}"),
+                Ok(Resilient::Retry(e)) => format!("retry {}", e.attempt),
+                Ok(Resilient::RateLimit(e)) => format!("tokens {}", e.tokens),
+                Ok(other) => format!("{other:?}"),
+                Err(ResilienceError::DeadlineExceeded {
+                    attempts,
+                    elapsed,
+                    source,
+                }) => {
+                    format!("deadline after {attempts} in {elapsed:?}: {source:?}")
+                }
+                Err(other) => format!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // The first reservation is 10 s away, the deadline 2 s: no wait at all.
+    let tokens = empty_token_bucket(10.0, 200).await;
+    let provider = ResilientProvider::new(Scripted(Mutex::new(vec![vec![text("a")]].into())))
+        .retry(retry(Duration::from_secs(2)))
+        .token_limiter(tokens.clone());
+    let start = Instant::now();
+    let items = outcome(provider.stream_events(&request).collect().await);
+    assert_eq!(start.elapsed(), Duration::ZERO, "{items:?}");
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert!(items[0].starts_with("deadline after 0 in 0ns"), "{items:?}");
+    assert!(items[0].contains("PastDeadline"), "{items:?}");
+    // Nothing was taken: the 100 tokens come 10 s after the bucket was emptied.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(tokens.try_acquire(100).await.unwrap());
+
+    // The first call fits; the retry's reservation, made as the retry is announced, would
+    // end past the deadline: the operation ends then, without the back-off.
+    let tokens = empty_token_bucket(10.0, 200).await;
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let provider = ResilientProvider::new(Scripted(Mutex::new(
+        vec![vec![overloaded()], vec![text("a")]].into(),
+    )))
+    .retry(retry(Duration::from_secs(5)))
+    .token_limiter(tokens.clone());
+    let start = Instant::now();
+    let items = outcome(provider.stream_events(&request).collect().await);
+    assert_eq!(items[..2], ["tokens 100", "retry 1"], "{items:?}");
+    assert!(items[2].starts_with("deadline after 1 in 0ns"), "{items:?}");
+    assert_eq!(start.elapsed(), Duration::ZERO);
+
+    // With time enough, the reservations wait and the call completes.
+    let tokens = empty_token_bucket(10.0, 200).await;
+    let provider = ResilientProvider::new(Scripted(Mutex::new(vec![vec![text("a")]].into())))
+        .retry(retry(Duration::from_secs(20)))
+        .token_limiter(tokens.clone());
+    let start = Instant::now();
+    let items = outcome(provider.stream_events(&request).collect().await);
+    assert_eq!(items, ["tokens 100", "Text(\"a\")"]);
+    assert_eq!(start.elapsed(), Duration::from_secs(10));
+}

@@ -66,7 +66,10 @@ impl<P: LlmProvider + 'static> ResilientProvider<P> {
     /// `"<name>.tokens"`.
     ///
     /// A request whose reservation exceeds the bucket's burst fails with
-    /// [`RateLimitError::InsufficientCapacity`](crate::resilience::RateLimitError).
+    /// [`RateLimitError::InsufficientCapacity`](crate::resilience::RateLimitError). The
+    /// retry config's `max_elapsed` counts from the first poll and covers the reservations:
+    /// one that could only be granted past the deadline ends the call at once with
+    /// [`ResilienceError::DeadlineExceeded`], taking nothing.
     #[must_use]
     pub fn token_limiter(mut self, limiter: RateLimiter) -> Self {
         self.buckets.tokens = Some(TokenBudget {
@@ -109,16 +112,25 @@ impl<P: LlmProvider + 'static> LlmProvider for ResilientProvider<P> {
             .as_ref()
             .map_or(0, |budget| budget.reservation(request));
         let request = request.clone();
-        let calls = Box::pin(resilient_stream(
-            move || inner.stream(&request),
-            self.retry.clone(),
-            self.buckets.requests.clone(),
-            self.name.clone(),
-            "llm",
-        ));
+        let (requests, name) = (self.buckets.requests.clone(), self.name.clone());
+        let calls = move |retry| -> LlmEventStream {
+            Box::pin(resilient_stream(
+                move || inner.stream(&request),
+                retry,
+                requests,
+                name,
+                "llm",
+            ))
+        };
         if self.buckets.is_empty() {
-            return calls;
+            return calls(self.retry.clone());
         }
-        metered(calls, self.buckets.clone(), reserve, self.name.clone())
+        metered(
+            calls,
+            self.retry.clone(),
+            self.buckets.clone(),
+            reserve,
+            self.name.clone(),
+        )
     }
 }

@@ -14,10 +14,13 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
 use super::{LlmChunk, LlmEventStream, LlmRequest, Quota};
 use crate::events::RateLimitEvent;
-use crate::resilience::{RateLimiter, ResilienceError, Resilient};
+use crate::resilience::{
+    AttemptError, RateLimitError, RateLimiter, ResilienceError, Resilient, RetryConfig,
+};
 
 /// Characters per token of the prompt estimate: about right for English text with the
 /// tokenizers of current models, and a bound that the settlement corrects either way.
@@ -106,28 +109,49 @@ impl Buckets {
     }
 }
 
-/// `calls` with a token reservation before each attempt, settled from the usage it
-/// reports, and every [`Quota`] applied to `buckets`.
+/// The calls that `open` makes under `retry`, with a token reservation before each
+/// attempt, settled from the usage it reports, and every [`Quota`] applied to `buckets`.
+///
+/// The operation starts at the first poll, before the first reservation, so its
+/// `max_elapsed` covers every reservation: one that would end past the deadline fails at
+/// once with [`ResilienceError::DeadlineExceeded`], and the calls are opened with what is
+/// left of the time.
 pub(super) fn metered(
-    mut calls: LlmEventStream,
+    open: impl FnOnce(Option<RetryConfig>) -> LlmEventStream + Send + 'static,
+    retry: Option<RetryConfig>,
     buckets: Buckets,
     reserve: u32,
     name: Arc<str>,
 ) -> LlmEventStream {
     Box::pin(async_stream::stream! {
+        let started = Instant::now();
+        let max_elapsed = retry.as_ref().and_then(RetryConfig::max_elapsed);
+        let deadline = max_elapsed.and_then(|max| started.checked_add(max));
+        let mut open = Some(open);
+        let mut calls = None;
         let token_name: Arc<str> = format!("{name}.tokens").into();
         let mut reservation = None;
         let mut usage = None;
         let mut attempt_starts = true;
+        // Attempts that ran and failed.
+        let mut failed = 0;
         loop {
             if attempt_starts {
                 attempt_starts = false;
                 if let Some(budget) = &buckets.tokens {
-                    match budget.limiter.reserve(reserve, &token_name).await {
+                    match budget.limiter.reserve_before(reserve, &token_name, deadline).await {
                         Ok(granted) => {
                             let event = RateLimitEvent::granted(token_name.clone(), granted.acquired());
                             reservation = Some(granted);
                             yield Ok(Resilient::RateLimit(event));
+                        }
+                        Err(error @ RateLimitError::PastDeadline { .. }) => {
+                            yield Err(ResilienceError::DeadlineExceeded {
+                                source: AttemptError::RateLimit(error),
+                                attempts: failed,
+                                elapsed: started.elapsed(),
+                            });
+                            return;
                         }
                         Err(error) => {
                             yield Err(ResilienceError::RateLimit(error));
@@ -136,6 +160,16 @@ pub(super) fn metered(
                     }
                 }
             }
+            if let Some(open) = open.take() {
+                let retry = match (&retry, deadline) {
+                    (Some(retry), Some(deadline)) => {
+                        Some(retry.with_max_elapsed(deadline.saturating_duration_since(Instant::now())))
+                    }
+                    _ => retry.clone(),
+                };
+                calls = Some(open(retry));
+            }
+            let Some(calls) = calls.as_mut() else { break };
             let Some(item) = calls.next().await else { break };
             match &item {
                 Ok(Resilient::Item(LlmChunk::Quota(quota))) => buckets.correct(quota).await,
@@ -145,6 +179,7 @@ pub(super) fn metered(
                     reservation = None;
                     usage = None;
                     attempt_starts = true;
+                    failed += 1;
                 }
                 Err(_) => {
                     yield item;

@@ -168,6 +168,17 @@ impl RetryConfig {
         self.policy.timeouts
     }
 
+    /// This config with `max_elapsed` replaced: for an operation part of whose time was
+    /// spent before the retry layer saw it.
+    pub(crate) fn with_max_elapsed(&self, max_elapsed: Duration) -> RetryConfig {
+        RetryConfig {
+            policy: Arc::new(Policy {
+                max_elapsed: Some(max_elapsed),
+                ..(*self.policy).clone()
+            }),
+        }
+    }
+
     /// The wait for a server-directed delay `asked`: `asked` lengthened by a uniform random
     /// fraction of itself up to [`server_delay_jitter`](RetryConfig::server_delay_jitter),
     /// so that clients told the same `Retry-After` do not all come back in the same

@@ -28,9 +28,10 @@
 //! So refunds keep the bound `burst + rate·D` on the tokens kept (granted minus refunded)
 //! over any span `D`.
 
-use super::sync::Ordering;
+use tokio::time::Instant;
 
-use super::{Acquired, RateLimiter};
+use super::sync::Ordering;
+use super::{Acquired, Acquisition, RateLimiter};
 use crate::resilience::RateLimitError;
 
 /// Where the time a grant booked ends: what bounds its refund.
@@ -128,8 +129,22 @@ impl RateLimiter {
         tokens: u32,
         operation_name: &str,
     ) -> Result<Reservation, RateLimitError> {
+        self.reserve_before(tokens, operation_name, None).await
+    }
+
+    /// [`reserve`](RateLimiter::reserve) for an operation that must end by `deadline`:
+    /// tokens that would come only at or after it are refused at once with
+    /// [`RateLimitError::PastDeadline`], and nothing is taken.
+    pub(crate) async fn reserve_before(
+        &self,
+        tokens: u32,
+        operation_name: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Reservation, RateLimitError> {
         let refunded_before = self.waiters().refunded;
-        let acquired = self.acquire(tokens, operation_name).await?;
+        let mut acquisition = Acquisition::new(tokens);
+        let acquired =
+            std::future::poll_fn(|cx| acquisition.poll(self, operation_name, deadline, cx)).await?;
         Ok(Reservation {
             limiter: self.clone(),
             acquired,
