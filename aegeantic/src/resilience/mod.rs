@@ -7,6 +7,7 @@
 //! | `retry`       | the retry policy, [`RetryConfig`]                           |
 //! | `limiter/`    | the token bucket, [`RateLimiter`]                           |
 //! | `stream/`     | the stream adapters and [`Resilient`] items                 |
+//! | `future`      | the same around a future: [`retry`], [`resilient`]          |
 //! | `monitor`     | [`ResilienceMonitor`]                                       |
 //! | `error`       | [`ConfigError`], [`RateLimitError`], [`ResilienceError`]    |
 
@@ -14,6 +15,7 @@ mod backoff;
 mod breaker;
 mod budget;
 mod error;
+mod future;
 #[cfg(feature = "http")]
 pub(crate) mod http;
 mod jitter;
@@ -29,6 +31,7 @@ pub use breaker::{
 };
 pub use budget::RetryBudget;
 pub use error::{ConfigError, RateLimitError, ResilienceError};
+pub use future::{resilient, retry, Event, RetryCall, RetryFuture};
 #[cfg(feature = "http")]
 pub use http::{classify_http, HttpError};
 pub use jitter::Jitter;
@@ -42,5 +45,6 @@ pub use retry::{MidStream, RetryConfig, RetryConfigBuilder};
 pub use retry_on::{Classify, RetryDecision, RetryOn};
 pub use stream::{
     rate_limited_stream, resilient_stream, resumable_stream, retry_stream, AttemptError, Cursor,
-    Opener, OperationName, Reopen, Resilient, ResilientStream, Resume, StreamTimeout, TimeoutKind,
+    Invoke, Once, Opener, OperationName, Reopen, Resilient, ResilientStream, Resume, StreamTimeout,
+    TimeoutKind,
 };

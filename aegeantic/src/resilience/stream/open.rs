@@ -1,4 +1,12 @@
-//! How an attempt's stream is opened: again from the start, or from a cursor.
+//! How an attempt's stream is opened: again from the start, from a cursor, or by calling a
+//! future's factory.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use futures_core::Stream;
+use pin_project_lite::pin_project;
 
 /// Where a resumed stream should continue: what the consumer has already received.
 #[derive(Clone, Debug, PartialEq)]
@@ -10,8 +18,8 @@ pub struct Cursor<T> {
     pub last: Option<T>,
 }
 
-/// Opens the stream for each attempt. Implemented by [`Reopen`] and [`Resume`]; not meant
-/// for other types.
+/// Opens the stream for each attempt. Implemented by [`Reopen`], [`Resume`] and
+/// [`Invoke`]; not meant for other types.
 pub trait Opener<T>: sealed::Sealed {
     /// The stream of one attempt.
     type Stream;
@@ -92,5 +100,60 @@ where
 
     fn resumes(&self) -> bool {
         true
+    }
+}
+
+/// Opens every attempt by calling a future's factory; the attempt's stream yields the
+/// future's output and ends. What [`retry`](crate::resilience::retry) runs on.
+#[derive(Clone, Debug)]
+pub struct Invoke<F>(pub(crate) F);
+
+impl<F> sealed::Sealed for Invoke<F> {}
+
+impl<F, Fut, T, E> Opener<T> for Invoke<F>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    type Stream = Once<Fut>;
+
+    #[inline]
+    fn open(&mut self) -> Once<Fut> {
+        Once {
+            future: Some((self.0)()),
+        }
+    }
+
+    #[inline]
+    fn delivered(&mut self, _item: &T) {}
+
+    #[inline]
+    fn resumes(&self) -> bool {
+        false
+    }
+}
+
+pin_project! {
+    /// One future as a stream of its one output.
+    #[derive(Debug)]
+    #[must_use = "streams do nothing unless polled"]
+    pub struct Once<Fut> {
+        #[pin]
+        future: Option<Fut>,
+    }
+}
+
+impl<Fut: Future> Stream for Once<Fut> {
+    type Item = Fut::Output;
+
+    #[inline]
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Fut::Output>> {
+        let mut future = self.project().future;
+        let Some(pending) = future.as_mut().as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        let output = ready!(pending.poll(cx));
+        future.set(None);
+        Poll::Ready(Some(output))
     }
 }

@@ -113,7 +113,7 @@ enum End<I> {
 type Output<T, E> = Option<Result<Resilient<T>, ResilienceError<E>>>;
 
 impl<O, S: Stream> ResilientStream<O, S> {
-    pub(super) fn new(
+    pub(crate) fn new(
         opener: O,
         retry: Option<RetryConfig>,
         limiter: Option<RateLimiter>,
@@ -153,6 +153,12 @@ impl<O, S: Stream> ResilientStream<O, S> {
     pub fn with_step_id(mut self, step_id: impl Into<Arc<str>>) -> Self {
         self.run.labels.step_id = Some(step_id.into());
         self
+    }
+
+    /// Whether a circuit breaker hears of each attempt's outcome, which for a successful
+    /// attempt it does when the attempt's stream ends.
+    pub(crate) fn has_breaker(&self) -> bool {
+        self.run.breaker.is_some()
     }
 
     /// Asks `breaker` before every attempt and reports each attempt's outcome to it. While
