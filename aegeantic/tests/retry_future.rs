@@ -146,7 +146,7 @@ async fn timeouts_and_the_deadline_bound_a_call() {
     // A call that never answers ends on its deadline.
     let config = policy().max_elapsed(5 * SEC).build().unwrap();
     let start = Instant::now();
-    let error = retry(|| pending::<Result<(), io::Error>>(), config)
+    let error = retry(pending::<Result<(), io::Error>>, config)
         .await
         .unwrap_err();
     assert!(

@@ -169,7 +169,8 @@ impl RetryConfig {
     }
 
     /// This config with `max_elapsed` replaced: for an operation part of whose time was
-    /// spent before the retry layer saw it.
+    /// spent before the retry layer saw it (the LLM layer's token reservations).
+    #[cfg(feature = "llm")]
     pub(crate) fn with_max_elapsed(&self, max_elapsed: Duration) -> RetryConfig {
         RetryConfig {
             policy: Arc::new(Policy {
