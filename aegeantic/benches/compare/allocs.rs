@@ -111,4 +111,14 @@ pub fn all() {
             }
         }),
     );
+    put(
+        "allocs/retry_future",
+        per_op(N, || {
+            for _ in 0..N {
+                let call = || ready(Ok::<u64, io::Error>(1));
+                let retried = aegeantic::resilience::retry(call, config.clone());
+                assert!(matches!(poll_once(retried), Poll::Ready(Ok(1))));
+            }
+        }),
+    );
 }

@@ -132,7 +132,8 @@ pub fn per_item(c: &mut Criterion, run: &Run) {
     );
 }
 
-/// Retry around an operation that succeeds at once: the fixed cost of the retry layer.
+/// Retry around an operation that succeeds at once: the fixed cost of the retry layer, as a
+/// stream and as a future.
 pub fn retry_once(c: &mut Criterion, run: &Run) {
     let name = "retry_one_shot";
     if !run.wants(name) {
@@ -157,6 +158,15 @@ pub fn retry_once(c: &mut Criterion, run: &Run) {
         }
         start.elapsed()
     };
+    let ours_future = |iters| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            let call = || async { Ok::<u64, io::Error>(black_box(1)) };
+            let retried = aegeantic::resilience::retry(call, config.clone());
+            assert!(matches!(poll_once(retried), Poll::Ready(Ok(1))));
+        }
+        start.elapsed()
+    };
     let backon = |iters| {
         let start = Instant::now();
         for _ in 0..iters {
@@ -169,6 +179,7 @@ pub fn retry_once(c: &mut Criterion, run: &Run) {
     let mut group = c.benchmark_group(name);
     bench(&mut group, name, "ours_retry_stream", 1, ours_arc);
     bench(&mut group, name, "ours_str_name", 1, ours_str);
+    bench(&mut group, name, "ours_retry_future", 1, ours_future);
     bench(&mut group, name, "backon", 1, backon);
     group.finish();
     let budget = run.budget(Duration::from_millis(1500), Duration::from_micros(200));
@@ -187,6 +198,14 @@ pub fn retry_once(c: &mut Criterion, run: &Run) {
         1,
         budget,
         ours_str,
+        backon,
+    );
+    pair(
+        &key("ours_retry_future"),
+        &key("backon"),
+        1,
+        budget,
+        ours_future,
         backon,
     );
 }

@@ -124,6 +124,12 @@ const ROWS: &[Row] = &[
         "retry_one_shot/backon",
         1.0,
     ),
+    ratio(
+        "retry future one-shot vs backon retry",
+        "retry_one_shot/ours_retry_future",
+        "retry_one_shot/backon",
+        1.0,
+    ),
     Row {
         target: "10k waiters: CPU per admission vs governor",
         ours: "waiting/ours/cpu_ns",
@@ -154,6 +160,10 @@ const ROWS: &[Row] = &[
     allocs(
         "allocations per one-shot retry_stream",
         "allocs/retry_one_shot",
+    ),
+    allocs(
+        "allocations per one-shot retry future",
+        "allocs/retry_future",
     ),
     Row {
         target: "100/s accuracy: p99 \\|release - ideal\\| (µs)",
