@@ -3,13 +3,11 @@
 //! `cargo run --example tool_resilience`
 
 use std::io;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use aegeantic::report::Report;
-use aegeantic::resilience::{resilient_stream, ResilienceError, RetryConfig, RetryOn};
-use futures::{stream, StreamExt};
+use aegeantic::resilience::{resilient, ResilienceError, Resilient, RetryConfig, RetryOn};
 
 /// A simulated HTTP GET: the first two calls time out.
 async fn http_get(url: &str, calls: &AtomicU32) -> Result<String, io::Error> {
@@ -26,18 +24,20 @@ struct ApiTool {
 }
 
 impl ApiTool {
-    /// Fetch data from an external API; `None` if it answered with nothing.
-    async fn fetch_data(&self, url: &str) -> Result<Option<String>, ResilienceError<io::Error>> {
-        let fetch = || stream::once(http_get(url, &self.calls));
+    /// Fetch data from an external API.
+    async fn fetch_data(&self, url: &str) -> Result<String, ResilienceError<io::Error>> {
+        let fetch = || http_get(url, &self.calls);
         let retry = Some(self.retry_config.clone());
-        let mut items = pin!(resilient_stream(fetch, retry, None, "api_fetch", "tool"));
-        while let Some(item) = items.next().await {
-            match item?.into_item() {
-                Some(data) => return Ok(Some(data)),
-                None => println!("  (retrying the fetch)"),
-            }
-        }
-        Ok(None)
+        resilient(fetch, retry, None, "api_fetch", "tool")
+            .on_event(|event| {
+                if let Resilient::Retry(retry) = event {
+                    println!(
+                        "  (attempt {} failed: {}; retrying)",
+                        retry.attempt, retry.error
+                    );
+                }
+            })
+            .await
     }
 }
 
@@ -52,6 +52,6 @@ async fn main() -> Result<(), Report> {
         calls: AtomicU32::new(0),
     };
     let data = tool.fetch_data("https://api.example.com/weather").await?;
-    println!("tool result: {}", data.unwrap_or_default());
+    println!("tool result: {data}");
     Ok(())
 }
