@@ -23,6 +23,10 @@ use crate::events::OperationType;
 /// What an observer is shown: the events of a call, without data.
 pub type Event = Resilient<()>;
 
+/// An observer shared by layers and middleware that are cloned across tasks: each shows
+/// it every event of every call it makes.
+pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
+
 /// Retries a call: `factory` makes the future of one attempt, and is called again after a
 /// retryable failure, as [`RetryConfig`] says. The future's output is the first attempt's
 /// success, or the [`ResilienceError`] that ended the call.
