@@ -10,8 +10,8 @@
 //!   of the attempt, so per-attempt time limits of the [`RetryConfig`] include it; set the
 //!   HTTP timeouts on the reqwest client instead.
 //! - **Retries.** A response is a failed attempt when its status is a 5xx or one that
-//!   [`classify_http`] retries (408, 409, 429, `x-should-retry: true`); transport errors are
-//!   failed attempts too. Which of them are retried is the [`RetryConfig`]'s
+//!   [`classify_http`] retries (408, 409, 429, `x-should-retry: true`); so is a request
+//!   that got no response (timed out, not connected, connection closed). Which of them are retried is the [`RetryConfig`]'s
 //!   [`RetryOn`]: use [`request_retry_on`] there. A request whose body cannot be cloned (a
 //!   stream) is sent once, never retried.
 //! - **Quota.** A 429, or any response that names a delay (`Retry-After`, `retry-after-ms`),
@@ -187,10 +187,12 @@ impl Classify for RequestError {
             RequestError::Status(response) => {
                 Some(classify_http(response.status(), response.headers()))
             }
-            // reqwest's own timeouts and connect failures are no `io::Error`s that
+            // No response came: a timeout, a failed connect, or a connection closed before
+            // the answer (hyper's "connection closed before message completed"), as the
+            // official SDKs retry them. None of these is an `io::Error` that
             // `RetryOn::transient` would find in the chain.
             RequestError::Transport(::reqwest_middleware::Error::Reqwest(error))
-                if error.is_timeout() || error.is_connect() =>
+                if error.is_timeout() || error.is_connect() || error.is_request() =>
             {
                 Some(RetryDecision::Retry)
             }
