@@ -12,7 +12,7 @@ use aegeantic::integrations::reqwest_middleware::{
 use aegeantic::report::DisplayChain;
 use aegeantic::resilience::{
     CircuitBreaker, CircuitBreakerConfig, Event, RateLimitConfig, RateLimiter, ResilienceError,
-    Resilient, RetryConfig,
+    Resilient, RetryBudget, RetryConfig,
 };
 use aegeantic::testing::{FaultServer, Reply};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
@@ -315,4 +315,89 @@ async fn an_open_breaker_refuses_requests_without_sending_them() {
         DisplayChain(&error)
     );
     assert_eq!(server.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_max_server_delay_fails_at_once_and_keeps_the_answer() {
+    let server = FaultServer::start([Reply::rate_limited("99999999999999999999"), ok()])
+        .await
+        .unwrap();
+    let client = client(ResilienceMiddleware::new().retry(retry(3)));
+
+    let started = Instant::now();
+    let error = client
+        .post(url(&server))
+        .body("{}")
+        .send()
+        .await
+        .unwrap_err();
+
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let chain = DisplayChain(&error).to_string();
+    assert!(chain.starts_with("server asked to wait"), "{chain}");
+    assert!(
+        chain.ends_with("more than the 120s allowed: HTTP 429 Too Many Requests"),
+        "{chain}"
+    );
+    assert_eq!(server.requests().len(), 1);
+    // The server's answer is still there, body and all.
+    let reqwest_middleware::Error::Middleware(inner) = error else {
+        panic!("not the middleware's error");
+    };
+    let typed = inner.downcast::<ResilienceError<RequestError>>().unwrap();
+    let Some(RequestError::Status(response)) = typed.into_operation_error() else {
+        panic!("no answer kept");
+    };
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("Rate limit reached"));
+}
+
+#[tokio::test]
+async fn a_spent_retry_budget_stops_retries_across_requests() {
+    let busy = || Reply::status(503, "server_error");
+    let server = FaultServer::start([busy(), busy(), busy(), ok()])
+        .await
+        .unwrap();
+    // Two requests earn one retry between them, and nothing else refills it.
+    let budget = RetryBudget::new(0.5)
+        .unwrap()
+        .min_retries_per_second(0.0)
+        .unwrap();
+    let config = RetryConfig::builder()
+        .max_attempts(5)
+        .base_delay(Duration::from_millis(10))
+        .retry_on(request_retry_on())
+        .budget(budget)
+        .build()
+        .unwrap();
+    let client = client(ResilienceMiddleware::new().retry(config));
+
+    let first = client
+        .post(url(&server))
+        .body("{}")
+        .send()
+        .await
+        .unwrap_err();
+    let chain = DisplayChain(&first).to_string();
+    assert!(
+        chain.starts_with("retry budget exhausted after 1 attempt: "),
+        "{chain}"
+    );
+    assert!(chain.ends_with(": HTTP 503 Service Unavailable"), "{chain}");
+    let second = client
+        .post(url(&server))
+        .body("{}")
+        .send()
+        .await
+        .unwrap_err();
+    let chain = DisplayChain(&second).to_string();
+    assert!(
+        chain.starts_with("retry budget exhausted after 2 attempts: "),
+        "{chain}"
+    );
+    assert!(chain.ends_with(": HTTP 503 Service Unavailable"), "{chain}");
+    assert_eq!(server.requests().len(), 3);
 }

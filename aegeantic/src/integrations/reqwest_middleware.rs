@@ -7,8 +7,10 @@
 //!   [`weight`](ResilienceMiddleware::weight) says otherwise) before it is sent, since the
 //!   upstream counts a retry as a request. A weight the limiter can never grant (0, or more
 //!   than its burst) fails the request with [`ResilienceError::RateLimit`]. The wait is part
-//!   of the attempt, so per-attempt time limits of the [`RetryConfig`] include it; set the
-//!   HTTP timeouts on the reqwest client instead.
+//!   of the attempt (the core's own token step takes one token, not a weight), so the
+//!   [`RetryConfig`]'s per-attempt time limits and a breaker's `slow_call` include it; set
+//!   the HTTP timeouts on the reqwest client instead. `max_elapsed` bounds it as it bounds
+//!   the rest.
 //! - **Retries.** A response is a failed attempt when its status is a 5xx or one that
 //!   [`classify_http`] retries (408, 409, 429, `x-should-retry: true`); so is a request
 //!   that got no response (timed out, not connected, connection closed). Which of them are retried is the [`RetryConfig`]'s
@@ -24,6 +26,10 @@
 //!   otherwise: transport errors after the last attempt, an open breaker, a refused token,
 //!   a spent budget, the deadline, a server delay above `max_server_delay`. Its
 //!   [`source()`](std::error::Error::source) chain reaches the reqwest error underneath.
+//!   When the last attempt had an answer, the error keeps it:
+//!   `anyhow_error.downcast::<ResilienceError<RequestError>>()`, then
+//!   [`into_operation_error`](ResilienceError::into_operation_error) gives
+//!   [`RequestError::Status`] with the response.
 
 use std::fmt;
 use std::sync::Arc;
