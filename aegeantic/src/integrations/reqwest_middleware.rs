@@ -15,7 +15,8 @@
 //!   [`classify_http`] retries (408, 409, 429, `x-should-retry: true`); so is a request
 //!   that got no response (timed out, not connected, connection closed). Which of them are retried is the [`RetryConfig`]'s
 //!   [`RetryOn`]: use [`request_retry_on`] there. A request whose body cannot be cloned (a
-//!   stream) is sent once, never retried.
+//!   stream) is sent once, never retried (with `tracing`, a debug record says so), and
+//!   without the config's time limits.
 //! - **Quota.** A 429, or any response that names a delay (`Retry-After`, `retry-after-ms`),
 //!   drains the limiter, so that every client sharing it holds off; otherwise
 //!   `x-ratelimit-remaining-requests` (or the header set with
@@ -234,10 +235,18 @@ impl Middleware for ResilienceMiddleware {
         // A streamed body can be read once only.
         let replayable = request.try_clone().is_some();
         let retry = self.retry.clone().filter(|_| replayable);
+        #[cfg(feature = "tracing")]
+        if self.retry.is_some() && !replayable {
+            tracing::debug!(
+                operation_name = &*self.name,
+                "the request's body cannot be cloned: sent once, not retried"
+            );
+        }
+        let retried = retry.is_some();
         let mut pending = Some(request);
         let template = extensions.clone();
         let attempt = || {
-            let request = if replayable {
+            let request = if retried {
                 pending.as_ref().and_then(Request::try_clone)
             } else {
                 pending.take()
