@@ -47,6 +47,8 @@
 #[cfg(feature = "agent")]
 pub mod agent;
 pub mod events;
+#[cfg(feature = "tower")]
+pub mod integrations;
 #[cfg(feature = "llm")]
 pub mod llm;
 pub mod report;

@@ -31,7 +31,7 @@ pub use breaker::{
 };
 pub use budget::RetryBudget;
 pub use error::{ConfigError, RateLimitError, ResilienceError};
-pub use future::{resilient, retry, Event, RetryCall, RetryFuture};
+pub use future::{resilient, retry, Event, Observer, RetryCall, RetryFuture};
 #[cfg(feature = "http")]
 pub use http::{classify_http, HttpError};
 pub use jitter::Jitter;
