@@ -400,3 +400,41 @@ async fn a_streamed_body_holds_its_permit_until_the_last_chunk_or_its_drop() {
         "dropping the body gave the slot back"
     );
 }
+
+/// The README's stack, against the loopback server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_stack_runs() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let up = Upstream::default();
+    let base = serve(up.clone()).await;
+    let limiter = RateLimiter::new(RateLimitConfig {
+        requests_per_second: Some(10.0),
+        burst_size: 20,
+        ..Default::default()
+    })?;
+    let (log, retries, grants) = counting();
+    let retry = RetryConfig::builder()
+        .max_attempts(4)
+        .base_delay(Duration::from_millis(200))
+        .build()?;
+    let concurrency = ConcurrencyLimiter::new(8)?;
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let service = ServiceBuilder::new()
+        .layer(RetryLayer::new(
+            RetryPolicy::new(retry).on_event(log.clone()),
+        ))
+        .layer(RateLimitLayer::new(limiter).on_event(log))
+        .layer(ConcurrencyLimitLayer::new(concurrency.clone()))
+        .service(client);
+    let request = Request::get(format!("{base}/flaky")).body(Full::default())?;
+    let response = service.oneshot(request).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(concurrency.available(), 7, "the body is unread");
+    let body = response.into_body().collect().await?.to_bytes();
+    assert_eq!(body, "ok");
+    assert_eq!(concurrency.available(), 8);
+    // Two 503s retried, a token before each of the three attempts.
+    assert_eq!(retries.load(Ordering::Relaxed), 2);
+    assert_eq!(grants.load(Ordering::Relaxed), 3);
+    Ok(())
+}

@@ -13,8 +13,8 @@ use super::http_util::{
 };
 use super::sse::SseEvent;
 use super::{
-    parse_reset, FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, LlmStream, Message,
-    Quota, QuotaWindow, Role, ToolCallDelta, Usage,
+    FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, LlmStream, Message, Role,
+    ToolCallDelta, Usage,
 };
 
 /// Where and how [`OpenAiCompatible`] connects. Its `Debug` output shows neither the key
