@@ -8,11 +8,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aegeantic::integrations::tower::{
-    ConcurrencyLimitLayer, ConcurrencyLimiter, RateLimitLayer, RetryPolicy,
-};
+use aegeantic::integrations::tower::{ConcurrencyLimitLayer, RateLimitLayer, RetryPolicy};
 use aegeantic::resilience::{
-    Event, Observer, RateLimitConfig, RateLimiter, RetryBudget, RetryConfig,
+    ConcurrencyLimiter, Event, Observer, RateLimitConfig, RateLimiter, RetryBudget, RetryConfig,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aegeantic::integrations::tower::{
-    ConcurrencyLimitLayer, ConcurrencyLimiter, Counted, LimitError, RateLimitLayer, RetryPolicy,
+    ConcurrencyLimitLayer, Counted, LimitError, RateLimitLayer, RetryPolicy,
 };
-use aegeantic::resilience::{RateLimitConfig, RateLimitError, RateLimiter, RetryConfig};
+use aegeantic::resilience::{
+    ConcurrencyLimiter, RateLimitConfig, RateLimitError, RateLimiter, RetryConfig,
+};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;

@@ -1,103 +1,18 @@
 //! A limit on requests in flight whose slot is held until the response body has been read
 //! to its end or dropped, not merely until the headers arrive: a streamed LLM answer keeps
-//! its slot for as long as it streams.
+//! its slot for as long as it streams. The slots are a [`ConcurrencyLimiter`]'s.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 
-use crate::resilience::ConfigError;
-
-/// At most `max` holders of a [`ConcurrencyPermit`] at once, shared by cloning (a tokio
-/// [`Semaphore`], in-process). Waiters are served in arrival order.
-///
-/// ```
-/// use aegeantic::integrations::tower::ConcurrencyLimiter;
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), aegeantic::resilience::ConfigError> {
-/// let limiter = ConcurrencyLimiter::new(2)?;
-/// let first = limiter.acquire().await;
-/// let _second = limiter.clone().acquire().await;
-/// assert!(limiter.try_acquire().is_none());
-/// drop(first);
-/// assert_eq!(limiter.available(), 1);
-/// assert!(ConcurrencyLimiter::new(0).is_err());
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Clone)]
-pub struct ConcurrencyLimiter {
-    semaphore: Arc<Semaphore>,
-    max: usize,
-}
-
-/// A slot of a [`ConcurrencyLimiter`], given back when dropped.
-#[derive(Debug)]
-pub struct ConcurrencyPermit {
-    _permit: OwnedSemaphorePermit,
-}
-
-impl ConcurrencyLimiter {
-    /// A limiter admitting `max` holders at once.
-    ///
-    /// # Errors
-    /// [`ConfigError::InvalidConcurrency`] for zero, or for more than a tokio semaphore can
-    /// count.
-    pub fn new(max: usize) -> Result<Self, ConfigError> {
-        if max == 0 || max > Semaphore::MAX_PERMITS {
-            return Err(ConfigError::InvalidConcurrency {
-                value: max,
-                max: Semaphore::MAX_PERMITS,
-            });
-        }
-        Ok(ConcurrencyLimiter {
-            semaphore: Arc::new(Semaphore::new(max)),
-            max,
-        })
-    }
-
-    /// Waits for a slot. Dropping the future gives its place in the queue back.
-    pub async fn acquire(&self) -> ConcurrencyPermit {
-        match self.semaphore.clone().acquire_owned().await {
-            Ok(permit) => ConcurrencyPermit { _permit: permit },
-            Err(_) => unreachable!("the semaphore is never closed"),
-        }
-    }
-
-    /// A slot if one is free now.
-    pub fn try_acquire(&self) -> Option<ConcurrencyPermit> {
-        let permit = self.semaphore.clone().try_acquire_owned().ok()?;
-        Some(ConcurrencyPermit { _permit: permit })
-    }
-
-    /// Free slots now.
-    pub fn available(&self) -> usize {
-        self.semaphore.available_permits()
-    }
-
-    /// The limit.
-    pub fn max(&self) -> usize {
-        self.max
-    }
-}
-
-impl fmt::Debug for ConcurrencyLimiter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConcurrencyLimiter")
-            .field("max", &self.max)
-            .field("available", &self.available())
-            .finish()
-    }
-}
+use crate::resilience::{ConcurrencyLimiter, ConcurrencyPermit};
 
 /// Wraps services in [`ConcurrencyLimit`], all sharing one [`ConcurrencyLimiter`].
 ///
@@ -108,7 +23,8 @@ impl fmt::Debug for ConcurrencyLimiter {
 ///
 /// ```
 /// use std::convert::Infallible;
-/// use aegeantic::integrations::tower::{ConcurrencyLimitLayer, ConcurrencyLimiter};
+/// use aegeantic::integrations::tower::ConcurrencyLimitLayer;
+/// use aegeantic::resilience::ConcurrencyLimiter;
 /// use http::{Request, Response};
 /// use http_body_util::{BodyExt, Full};
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};

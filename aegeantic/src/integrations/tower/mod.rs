@@ -4,7 +4,7 @@
 //! |-------------------------|---------------------------------------------------------------|
 //! | [`RateLimitLayer`]      | one [`RateLimiter`](crate::resilience::RateLimiter) bucket for every clone of the service (and, with Redis, every process); applies `Retry-After` and `x-ratelimit-remaining-*` |
 //! | [`RetryPolicy`]         | a [`tower::retry::Policy`] from a [`RetryConfig`](crate::resilience::RetryConfig) |
-//! | [`ConcurrencyLimitLayer`] | at most N requests in flight, a slot held until the response body ends or is dropped |
+//! | [`ConcurrencyLimitLayer`] | at most N requests in flight, a [`ConcurrencyLimiter`](crate::resilience::ConcurrencyLimiter) slot held until the response body ends or is dropped |
 //!
 //! Each reports its [`RetryEvent`](crate::events::RetryEvent)s or
 //! [`RateLimitEvent`](crate::events::RateLimitEvent)s to an
@@ -15,8 +15,7 @@ mod rate_limit;
 mod retry;
 
 pub use concurrency::{
-    ConcurrencyLimit, ConcurrencyLimitFuture, ConcurrencyLimitLayer, ConcurrencyLimiter,
-    ConcurrencyPermit, PermitBody,
+    ConcurrencyLimit, ConcurrencyLimitFuture, ConcurrencyLimitLayer, PermitBody,
 };
 pub use rate_limit::{
     Counted, LimitError, PerRequest, RateLimit, RateLimitFuture, RateLimitLayer, Weigh,
