@@ -47,7 +47,7 @@
 #[cfg(feature = "agent")]
 pub mod agent;
 pub mod events;
-#[cfg(feature = "reqwest-middleware")]
+#[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
 pub mod integrations;
 #[cfg(feature = "llm")]
 pub mod llm;

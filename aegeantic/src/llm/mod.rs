@@ -36,6 +36,8 @@ mod openai;
 pub use classify::{classify, classify_status, llm_retry_on};
 pub use error::LlmError;
 pub use provider::{GenerateAdapter, LlmEventStream, LlmProvider, LlmStream};
+#[cfg(any(feature = "openai", feature = "tower"))]
+pub(crate) use quota::x_ratelimit;
 pub use quota::{parse_reset, Quota, QuotaWindow};
 pub use resilient::ResilientProvider;
 pub use tokens::estimate_prompt;

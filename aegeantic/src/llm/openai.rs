@@ -13,8 +13,8 @@ use super::http_util::{
 };
 use super::sse::SseEvent;
 use super::{
-    parse_reset, FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, LlmStream, Message,
-    Quota, QuotaWindow, Role, ToolCallDelta, Usage,
+    FinishReason, LlmChunk, LlmError, LlmProvider, LlmRequest, LlmStream, Message, Role,
+    ToolCallDelta, Usage,
 };
 
 /// Where and how [`OpenAiCompatible`] connects. Its `Debug` output shows neither the key
@@ -327,21 +327,7 @@ fn http_error(status: u16, headers: &HeaderMap, body: &str, redactor: &Redactor)
 }
 
 /// The `x-ratelimit-*` headers of a response.
-pub(super) fn quota(headers: &HeaderMap) -> Quota {
-    let window = |kind: &str| {
-        let number = |name: &str| {
-            header(headers, &format!("x-ratelimit-{name}-{kind}"))?
-                .parse()
-                .ok()
-        };
-        Some(QuotaWindow {
-            limit: number("limit"),
-            remaining: number("remaining")?,
-            reset: header(headers, &format!("x-ratelimit-reset-{kind}")).and_then(parse_reset),
-        })
-    };
-    Quota::new(window("requests"), window("tokens"))
-}
+pub(super) use super::x_ratelimit as quota;
 
 /// The HTTP status an in-stream error stands for, from its code or type.
 fn status_for_code(code: &str) -> Option<u16> {

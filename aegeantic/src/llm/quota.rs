@@ -42,6 +42,27 @@ impl Quota {
     }
 }
 
+/// The `x-ratelimit-*` headers of a response, as OpenAI names them (and many APIs that
+/// copy it): `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`. Shared by the OpenAI
+/// provider and the tower layer, which caps its bucket to the remaining count.
+#[cfg(any(feature = "openai", feature = "tower"))]
+pub(crate) fn x_ratelimit(headers: &http::HeaderMap) -> Quota {
+    use crate::resilience::http::header;
+    let window = |kind: &str| {
+        let number = |name: &str| {
+            header(headers, &format!("x-ratelimit-{name}-{kind}"))?
+                .parse()
+                .ok()
+        };
+        Some(QuotaWindow {
+            limit: number("limit"),
+            remaining: number("remaining")?,
+            reset: header(headers, &format!("x-ratelimit-reset-{kind}")).and_then(parse_reset),
+        })
+    };
+    Quota::new(window("requests"), window("tokens"))
+}
+
 /// Parses a duration the way OpenAI writes its reset headers: Go's notation, a sequence of
 /// decimal numbers with units `h`, `m`, `s`, `ms`, `us` or `ns` (`6m0s`, `1.5s`, `250ms`). A
 /// bare number counts as seconds.

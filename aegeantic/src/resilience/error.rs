@@ -53,6 +53,15 @@ pub enum ConfigError {
         /// The binding (slowest) rate, per second.
         rate_per_second: f64,
     },
+    /// A concurrency limit of zero would admit nothing; one above what a semaphore can count
+    /// (`usize::MAX >> 3`) cannot be held.
+    #[error("a concurrency limit must be between 1 and {max}, got {value}")]
+    InvalidConcurrency {
+        /// The value given.
+        value: usize,
+        /// The largest limit supported.
+        max: usize,
+    },
     /// A Redis URL that does not parse. The URL itself is not repeated: it may hold a
     /// password.
     #[error("the Redis URL does not parse")]

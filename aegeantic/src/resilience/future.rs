@@ -23,8 +23,8 @@ use crate::events::OperationType;
 /// What an observer is shown: the events of a call, without data.
 pub type Event = Resilient<()>;
 
-/// An observer shared by layers and middleware that are cloned across tasks: each shows
-/// it every event of every call it makes.
+/// An observer that layers and middleware share between their clones and tasks: shown
+/// every [`Event`] as it happens. `Arc::new(|event: &Event| ...)` makes one.
 pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// Retries a call: `factory` makes the future of one attempt, and is called again after a

@@ -8,12 +8,14 @@
 //! | `limiter/`    | the token bucket, [`RateLimiter`]                           |
 //! | `stream/`     | the stream adapters and [`Resilient`] items                 |
 //! | `future`      | the same around a future: [`retry`], [`resilient`]          |
+//! | `concurrency` | [`ConcurrencyLimiter`]: at most N at once                   |
 //! | `monitor`     | [`ResilienceMonitor`]                                       |
 //! | `error`       | [`ConfigError`], [`RateLimitError`], [`ResilienceError`]    |
 
 mod backoff;
 mod breaker;
 mod budget;
+mod concurrency;
 mod error;
 mod future;
 #[cfg(feature = "http")]
@@ -30,6 +32,7 @@ pub use breaker::{
     Call, CircuitBreaker, CircuitBreakerConfig, CircuitOpen, CircuitState, Transition,
 };
 pub use budget::RetryBudget;
+pub use concurrency::{ConcurrencyLimited, ConcurrencyLimiter, ConcurrencyPermit};
 pub use error::{ConfigError, RateLimitError, ResilienceError};
 pub use future::{resilient, retry, Event, Observer, RetryCall, RetryFuture};
 #[cfg(feature = "http")]
