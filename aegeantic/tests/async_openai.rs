@@ -168,7 +168,7 @@ async fn a_refused_connection_is_retried_until_the_attempts_run_out() {
             source,
         }) => {
             assert!(
-                matches!(source.0, OpenAIError::Reqwest(ref e) if e.is_connect()),
+                matches!(source, ChatError::Call(OpenAIError::Reqwest(ref e)) if e.is_connect()),
                 "{source:?}"
             );
         }
@@ -204,7 +204,7 @@ async fn permanent_errors_are_not_retried_even_when_the_server_says_retry() {
                 attempts: 1,
                 source,
             }) => {
-                let OpenAIError::Boxed(error) = &source.0 else {
+                let ChatError::Call(OpenAIError::Boxed(error)) = &source else {
                     panic!("{reply:?}: not the service's error: {source:?}");
                 };
                 let refused = error.downcast_ref::<chat::Refused>().unwrap();
@@ -222,7 +222,7 @@ async fn permanent_errors_are_not_retried_even_when_the_server_says_retry() {
 #[test]
 fn without_the_service_statuses_are_classified_with_back_off() {
     let api_error = |status: u16, kind: &str| {
-        ChatError(OpenAIError::ApiError(ApiErrorResponse {
+        ChatError::Call(OpenAIError::ApiError(ApiErrorResponse {
             status_code: StatusCode::from_u16(status).unwrap(),
             api_error: ApiError {
                 message: "m".into(),
@@ -241,6 +241,45 @@ fn without_the_service_statuses_are_classified_with_back_off() {
     }
     let quota = api_error(429, "insufficient_quota").classify();
     assert_eq!(quota, Some(RetryDecision::DoNotRetry));
-    let invalid = ChatError(OpenAIError::InvalidArgument("no model".into())).classify();
+    let invalid = ChatError::Call(OpenAIError::InvalidArgument("no model".into())).classify();
     assert_eq!(invalid, Some(RetryDecision::DoNotRetry));
+}
+
+/// async-openai ends its stream quietly when the body closes without `[DONE]`; the
+/// example's `open` tells a cut from the end of the answer by the finish reason.
+#[tokio::test]
+async fn a_body_closed_before_the_finish_reason_is_retried() {
+    let cut = match upstream::answer(&PIECES[..2], GAP, StreamEnd::MissingDone) {
+        // The same body without its finish event: closed cleanly, but mid-answer.
+        Reply::Stream {
+            headers,
+            mut chunks,
+            end,
+        } => {
+            chunks.pop();
+            Reply::Stream {
+                headers,
+                chunks,
+                end,
+            }
+        }
+        other => other,
+    };
+    let server = FaultServer::start([cut, upstream::answer(&PIECES, GAP, StreamEnd::MissingDone)])
+        .await
+        .unwrap();
+    let outcome = run(chat::client(config(server.base_url())), retry(4), limiter()).await;
+
+    outcome.result.unwrap();
+    assert_eq!(outcome.text, "The quick brown fox.");
+    let [truncated] = &outcome.retries[..] else {
+        panic!("one retry expected, got {:?}", outcome.retries);
+    };
+    assert_eq!(truncated.items_delivered, 2);
+    assert!(
+        truncated.error.contains("before a finish reason"),
+        "{}",
+        truncated.error
+    );
+    assert_eq!(server.requests().len(), 2);
 }

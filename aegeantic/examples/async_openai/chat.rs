@@ -8,18 +8,28 @@ use async_openai::error::{ApiError, OpenAIError, StreamError, WrappedError};
 use async_openai::middleware::{HttpRequestFactory, ReqwestService};
 use async_openai::types::chat::{CreateChatCompletionRequest, CreateChatCompletionStreamResponse};
 use async_openai::Client;
-use futures::{stream, Stream, TryStreamExt};
+use futures::{stream, Stream, StreamExt, TryStreamExt};
 use http::{HeaderMap, StatusCode};
 use tower::ServiceExt;
 
-/// A failed chat completion call, for `RetryOn::classified::<ChatError>()`.
+/// A failed chat completion attempt, for `RetryOn::classified::<ChatError>()`.
 #[derive(Debug, thiserror::Error)]
-#[error("chat completion failed")]
-pub struct ChatError(#[source] pub OpenAIError);
+pub enum ChatError {
+    /// async-openai's call failed, before or during the stream.
+    #[error("chat completion failed")]
+    Call(#[source] OpenAIError),
+    /// The stream ended before any choice had a finish reason. async-openai ends the
+    /// stream quietly when the body closes without `[DONE]`; this tells a cut from an end.
+    #[error("chat completion stream ended before a finish reason")]
+    Truncated,
+}
 
 impl Classify for ChatError {
     fn classify(&self) -> Option<RetryDecision> {
-        Some(match &self.0 {
+        let ChatError::Call(error) = self else {
+            return Some(RetryDecision::Retry);
+        };
+        Some(match error {
             // From the client `client` builds: the status with its headers.
             OpenAIError::Boxed(error) => match error.downcast_ref::<Refused>() {
                 Some(refused) => decide(refused.http.status, &refused.http.headers, &refused.api),
@@ -103,16 +113,35 @@ pub fn client(config: OpenAIConfig) -> Client<OpenAIConfig> {
     Client::with_config(config).with_http_service(service)
 }
 
-/// One attempt: sends `request` and streams its chunks; a failure to open and a failure
-/// mid-stream come out of the same stream.
+/// One attempt: sends `request` and streams its chunks; a failure to open, a failure
+/// mid-stream and an end before the finish reason come out of the same stream.
 pub fn open(
     client: &Client<OpenAIConfig>,
     request: &CreateChatCompletionRequest,
 ) -> impl Stream<Item = Result<CreateChatCompletionStreamResponse, ChatError>> + Send + 'static {
     let (client, request) = (client.clone(), request.clone());
-    stream::once(async move { client.chat().create_stream(request).await })
+    let chunks = stream::once(async move { client.chat().create_stream(request).await })
         .try_flatten()
-        .map_err(ChatError)
+        .map_err(ChatError::Call);
+    async_stream::stream! {
+        let mut chunks = std::pin::pin!(chunks);
+        let mut finished = false;
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    finished |= chunk.choices.iter().any(|choice| choice.finish_reason.is_some());
+                    yield Ok(chunk);
+                }
+                Err(error) => {
+                    yield Err(error);
+                    return;
+                }
+            }
+        }
+        if !finished {
+            yield Err(ChatError::Truncated);
+        }
+    }
 }
 
 /// The text a chunk adds.

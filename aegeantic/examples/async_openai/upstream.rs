@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 /// The model the example asks for.
 pub const MODEL: &str = "gpt-4o-mini";
 
-/// `pieces` streamed `gap` apart, then a finish event and `[DONE]` if `end` is
-/// [`StreamEnd::Done`], else `end` right after the last piece.
+/// `pieces` streamed `gap` apart, then `end`; a finish event comes before it when `end`
+/// is [`StreamEnd::Done`] or [`StreamEnd::MissingDone`] (the answer was complete).
 pub fn answer(pieces: &[&str], gap: Duration, end: StreamEnd) -> Reply {
     let mut chunks: Vec<SseChunk> = pieces
         .iter()
@@ -19,7 +19,7 @@ pub fn answer(pieces: &[&str], gap: Duration, end: StreamEnd) -> Reply {
             data: chunk(json!({ "content": piece }), Value::Null),
         })
         .collect();
-    if matches!(end, StreamEnd::Done) {
+    if matches!(end, StreamEnd::Done | StreamEnd::MissingDone) {
         chunks.push(SseChunk {
             gap: Duration::ZERO,
             data: chunk(json!({}), json!("stop")),
