@@ -31,7 +31,8 @@ const PIECES: [&str; 4] = ["The ", "quick ", "brown ", "fox."];
 struct Outcome {
     text: String,
     retries: Vec<aegeantic::events::RetryEvent>,
-    tokens: usize,
+    /// What each rate-limit event said was left in the bucket.
+    tokens_left: Vec<f64>,
     result: Result<(), ResilienceError<ChatError>>,
 }
 
@@ -66,7 +67,7 @@ async fn run(client: Client<OpenAIConfig>, retry: RetryConfig, limiter: RateLimi
     let mut outcome = Outcome {
         text: String::new(),
         retries: Vec::new(),
-        tokens: 0,
+        tokens_left: Vec::new(),
         result: Ok(()),
     };
     while let Some(item) = stream.next().await {
@@ -76,7 +77,7 @@ async fn run(client: Client<OpenAIConfig>, retry: RetryConfig, limiter: RateLimi
                 outcome.text.clear();
                 outcome.retries.push(event);
             }
-            Ok(Resilient::RateLimit(_)) => outcome.tokens += 1,
+            Ok(Resilient::RateLimit(event)) => outcome.tokens_left.push(event.tokens_remaining),
             Ok(_) => {}
             Err(error) => outcome.result = Err(error),
         }
@@ -102,13 +103,29 @@ async fn a_429_is_waited_and_a_cut_stream_retried_from_the_start() {
     ])
     .await
     .unwrap();
-    let outcome = run(chat::client(config(server.base_url())), retry(4), limiter()).await;
+    // Burst 5, 2 a second: without the drain the 429 asks for, the second attempt would
+    // leave about 4 tokens to everyone sharing the limiter.
+    let shared = RateLimiter::new(RateLimitConfig {
+        requests_per_second: Some(2.0),
+        burst_size: 5,
+        ..RateLimitConfig::default()
+    })
+    .unwrap();
+    let client = chat::client(config(server.base_url()));
+    let outcome = run(client, retry(4), shared).await;
 
     outcome.result.unwrap();
     assert_eq!(outcome.text, "The quick brown fox.");
-    assert_eq!(
-        outcome.tokens, 3,
-        "a token before each of the three attempts"
+    let [first, after_429, _] = outcome.tokens_left[..] else {
+        panic!(
+            "a token before each of the three attempts: {:?}",
+            outcome.tokens_left
+        );
+    };
+    assert!((3.9..=4.1).contains(&first), "{first}");
+    assert!(
+        after_429 < 2.0,
+        "the 429 did not drain the shared limiter: {after_429}"
     );
     let [busy, cut] = &outcome.retries[..] else {
         panic!("two retries expected, got {:?}", outcome.retries);

@@ -45,10 +45,11 @@ async fn main() -> Result<(), Report> {
         .messages([ChatCompletionRequestUserMessage::from("Say something.").into()])
         .build()?;
 
-    // One limiter per upstream API, shared by every caller; a retry takes a token too.
+    // One limiter per upstream API, shared by every caller (clones share the bucket); a
+    // retry takes a token too, and the 429's Retry-After empties it for everyone.
     let limiter = RateLimiter::new(RateLimitConfig {
-        requests_per_second: Some(5.0),
-        burst_size: 2,
+        requests_per_second: Some(2.0),
+        burst_size: 5,
         ..RateLimitConfig::default()
     })?;
     let retry = RetryConfig::builder()
@@ -58,7 +59,13 @@ async fn main() -> Result<(), Report> {
         .build()?;
 
     let open = move || chat::open(&client, &request);
-    let chunks = resilient_stream(open, Some(retry), Some(limiter), upstream::MODEL, "llm");
+    let chunks = resilient_stream(
+        open,
+        Some(retry),
+        Some(limiter.clone()),
+        upstream::MODEL,
+        "llm",
+    );
     let mut chunks = std::pin::pin!(chunks);
     let mut answer = String::new();
     while let Some(item) = chunks.next().await {
@@ -93,5 +100,9 @@ async fn main() -> Result<(), Report> {
     }
     println!("\nanswer: {answer}");
     println!("requests the upstream saw: {}", server.requests().len());
+    println!(
+        "tokens left for the limiter's other users: {:.1}",
+        limiter.tokens_available()
+    );
     Ok(())
 }
