@@ -143,6 +143,23 @@ impl RateLimitEvent {
 }
 
 impl RetryEvent {
+    /// The event as a `tracing` record (feature `tracing`): every place that makes one
+    /// records it the same way.
+    pub(crate) fn record(&self) {
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            operation_name = &*self.operation_name,
+            operation_type = %self.operation_type,
+            attempt = self.attempt,
+            max_attempts = self.max_attempts,
+            next_delay_seconds = self.next_delay_seconds,
+            items_delivered = self.items_delivered,
+            server_directed = self.server_directed,
+            error = %self.error,
+            "retrying"
+        );
+    }
+
     /// The delay before the next attempt. An event read from elsewhere may hold any
     /// number: a negative or NaN one reads as zero, one too large as [`Duration::MAX`].
     ///

@@ -211,16 +211,7 @@ impl RetryPolicy {
             step_id: None,
             timestamp: unix_now(),
         };
-        #[cfg(feature = "tracing")]
-        tracing::warn!(
-            operation_name = &*event.operation_name,
-            attempt = event.attempt,
-            max_attempts = event.max_attempts,
-            next_delay_seconds = event.next_delay_seconds,
-            server_directed = event.server_directed,
-            error = %event.error,
-            "retrying"
-        );
+        event.record();
         if let Some(observer) = &self.observer {
             observer(&Event::Retry(event));
         }

@@ -136,18 +136,7 @@ impl Labels {
             step_id: self.step_id.clone(),
             timestamp: unix_now(),
         };
-        #[cfg(feature = "tracing")]
-        tracing::warn!(
-            operation_name = &*event.operation_name,
-            operation_type = %event.operation_type,
-            attempt = event.attempt,
-            max_attempts = event.max_attempts,
-            next_delay_seconds = event.next_delay_seconds,
-            items_delivered = event.items_delivered,
-            server_directed = event.server_directed,
-            error = %event.error,
-            "retrying"
-        );
+        event.record();
         event
     }
 
