@@ -48,6 +48,6 @@ pub use retry::{MidStream, RetryConfig, RetryConfigBuilder};
 pub use retry_on::{Classify, RetryDecision, RetryOn};
 pub use stream::{
     rate_limited_stream, resilient_stream, resumable_stream, retry_stream, AttemptError, Cursor,
-    Invoke, Once, Opener, OperationName, Reopen, Resilient, ResilientStream, Resume, StreamTimeout,
-    TimeoutKind,
+    Invoke, Limited, Once, Opener, OperationName, Reopen, Resilient, ResilientStream, Resume,
+    StreamTimeout, TimeoutKind,
 };

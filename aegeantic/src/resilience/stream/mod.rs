@@ -10,7 +10,7 @@ mod resilient;
 
 pub use failure::{AttemptError, StreamTimeout, TimeoutKind};
 pub use labels::OperationName;
-pub use open::{Cursor, Invoke, Once, Opener, Reopen, Resume};
+pub use open::{Cursor, Invoke, Limited, Once, Opener, Reopen, Resume};
 pub use resilient::ResilientStream;
 
 use std::error::Error;

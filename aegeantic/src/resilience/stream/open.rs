@@ -8,6 +8,8 @@ use std::task::{ready, Context, Poll};
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
+use crate::resilience::concurrency::{ConcurrencyLimited, ConcurrencyLimiter};
+
 /// Where a resumed stream should continue: what the consumer has already received.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -18,8 +20,8 @@ pub struct Cursor<T> {
     pub last: Option<T>,
 }
 
-/// Opens the stream for each attempt. Implemented by [`Reopen`], [`Resume`] and
-/// [`Invoke`]; not meant for other types.
+/// Opens the stream for each attempt. Implemented by [`Reopen`], [`Resume`], [`Invoke`]
+/// and [`Limited`]; not meant for other types.
 pub trait Opener<T>: sealed::Sealed {
     /// The stream of one attempt.
     type Stream;
@@ -100,6 +102,42 @@ where
 
     fn resumes(&self) -> bool {
         true
+    }
+}
+
+/// Opens each attempt with `O`, holding a slot of a [`ConcurrencyLimiter`] while the
+/// attempt's stream runs; see
+/// [`ResilientStream::with_concurrency`](super::ResilientStream::with_concurrency).
+#[derive(Clone, Debug)]
+pub struct Limited<O> {
+    opener: O,
+    limiter: ConcurrencyLimiter,
+}
+
+impl<O> Limited<O> {
+    pub(crate) fn new(opener: O, limiter: ConcurrencyLimiter) -> Self {
+        Limited { opener, limiter }
+    }
+}
+
+impl<O> sealed::Sealed for Limited<O> {}
+
+impl<O: Opener<T>, T> Opener<T> for Limited<O>
+where
+    O::Stream: Stream,
+{
+    type Stream = ConcurrencyLimited<O::Stream>;
+
+    fn open(&mut self) -> Self::Stream {
+        self.limiter.limit_stream(self.opener.open())
+    }
+
+    fn delivered(&mut self, item: &T) {
+        self.opener.delivered(item);
+    }
+
+    fn resumes(&self) -> bool {
+        self.opener.resumes()
     }
 }
 

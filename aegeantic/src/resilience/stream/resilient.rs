@@ -14,9 +14,10 @@ use tokio::time::{Instant, Sleep};
 
 use super::failure::{Limits, StreamTimeout};
 use super::labels::{Labels, OperationName};
-use super::open::Opener;
+use super::open::{Limited, Opener};
 use super::Resilient;
 use crate::events::OperationType;
+use crate::resilience::concurrency::{ConcurrencyLimited, ConcurrencyLimiter};
 use crate::resilience::limiter::Acquisition;
 use crate::resilience::{Call, CircuitBreaker, RateLimiter, ResilienceError, RetryConfig};
 
@@ -159,6 +160,70 @@ impl<O, S: Stream> ResilientStream<O, S> {
     /// attempt it does when the attempt's stream ends.
     pub(crate) fn has_breaker(&self) -> bool {
         self.run.breaker.is_some()
+    }
+
+    /// Holds a slot of `limiter` for each attempt: the attempt's stream waits for one at
+    /// its first poll (after the breaker and the token) and gives it back when it ends or
+    /// fails, so a back-off holds none. The wait for a slot counts against the attempt's
+    /// time limits.
+    ///
+    /// ```
+    /// use std::io;
+    /// use futures::{stream, StreamExt};
+    /// use aegeantic::resilience::{retry_stream, ConcurrencyLimiter, Resilient, RetryConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let slots = ConcurrencyLimiter::new(2)?;
+    /// let answer = || stream::iter([Ok::<_, io::Error>("chunk")]);
+    /// let mut items = retry_stream(answer, RetryConfig::default(), "llm", "llm")
+    ///     .with_concurrency(slots.clone());
+    /// while let Some(item) = items.next().await {
+    ///     if let Resilient::Item(_) = item? {
+    ///         assert_eq!(slots.available(), 1);
+    ///     }
+    /// }
+    /// assert_eq!(slots.available(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_concurrency(
+        self,
+        limiter: ConcurrencyLimiter,
+    ) -> ResilientStream<Limited<O>, ConcurrencyLimited<S>> {
+        debug_assert!(
+            matches!(self.state, State::Start),
+            "built before the first poll"
+        );
+        let Run {
+            opener,
+            retry,
+            limiter: rate_limiter,
+            breaker,
+            labels,
+            attempt,
+            delivered,
+            started,
+            previous_delay,
+            call,
+            timer,
+        } = self.run;
+        ResilientStream {
+            run: Run {
+                opener: Limited::new(opener, limiter),
+                retry,
+                limiter: rate_limiter,
+                breaker,
+                labels,
+                attempt,
+                delivered,
+                started,
+                previous_delay,
+                call,
+                timer,
+            },
+            state: State::Start,
+        }
     }
 
     /// Asks `breaker` before every attempt and reports each attempt's outcome to it. While
