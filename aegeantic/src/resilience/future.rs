@@ -91,6 +91,8 @@ where
             operation_name.into(),
             operation_type.into(),
         ),
+        first: None,
+        started: false,
         on_event: ignore,
         output: None,
     }
@@ -108,6 +110,10 @@ pin_project! {
     {
         #[pin]
         stream: ResilientStream<Invoke<F>, Once<Fut>>,
+        // The first attempt, while it runs outside the state machine (see `poll`).
+        #[pin]
+        first: Option<Once<Fut>>,
+        started: bool,
         on_event: O,
         // The output, held while a breaker hears of the attempt's end.
         output: Option<Fut::Output>,
@@ -121,6 +127,8 @@ impl<F, Fut: Future, O> RetryFuture<F, Fut, O> {
     pub fn on_event<O2: FnMut(&Event)>(self, on_event: O2) -> RetryFuture<F, Fut, O2> {
         RetryFuture {
             stream: self.stream,
+            first: self.first,
+            started: self.started,
             on_event,
             output: self.output,
         }
@@ -149,9 +157,28 @@ where
 {
     type Output = Result<T, ResilienceError<E>>;
 
+    // A call that needs no token, breaker or time limit runs its first attempt here,
+    // outside the stream's state machine, whose start and transitions were most of the
+    // cost of a call that succeeds at once; a failure goes to the machine as that
+    // attempt's end.
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if !*this.started {
+            *this.started = true;
+            let plain = this.stream.as_mut().start_plain::<T>();
+            this.first.set(plain);
+        }
+        if let Some(first) = this.first.as_mut().as_pin_mut() {
+            match ready!(first.poll_next(cx)) {
+                Some(Ok(value)) => return Poll::Ready(Ok(value)),
+                Some(Err(error)) => {
+                    this.first.set(None);
+                    this.stream.as_mut().plain_attempt_failed(Err(error));
+                }
+                None => unreachable!("a call's stream yields its output before it ends"),
+            }
+        }
         loop {
             let item = match ready!(this.stream.as_mut().poll_next(cx)) {
                 Some(Ok(Resilient::Item(value))) => {

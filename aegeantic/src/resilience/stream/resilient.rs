@@ -162,6 +162,40 @@ impl<O, S: Stream> ResilientStream<O, S> {
         self.run.breaker.is_some()
     }
 
+    /// Starts the first attempt outside the state machine when it needs none of it: no
+    /// token, no breaker, no time limit. Returns the attempt's stream for the caller to
+    /// run; a failure comes back through [`plain_attempt_failed`](Self::plain_attempt_failed).
+    /// `None`: poll the stream as usual. Call it once, before the first poll.
+    #[inline]
+    pub(crate) fn start_plain<T>(self: Pin<&mut Self>) -> Option<S>
+    where
+        O: Opener<T, Stream = S>,
+    {
+        let this = self.project();
+        let run = this.run;
+        if run.limiter.is_some() || run.breaker.is_some() {
+            return None;
+        }
+        if let Some(retry) = &run.retry {
+            if retry.timeouts().any() || retry.max_elapsed().is_some() {
+                return None;
+            }
+            if let Some(budget) = retry.budget() {
+                budget.deposit();
+            }
+        }
+        run.attempt = 1;
+        Some(Opener::<T>::open(&mut run.opener))
+    }
+
+    /// Hands the state machine the failure of the attempt [`start_plain`](Self::start_plain)
+    /// started, which it settles on the next poll as any attempt's end.
+    pub(crate) fn plain_attempt_failed(self: Pin<&mut Self>, failure: S::Item) {
+        self.project().state.set(State::Settling {
+            end: End::Item(failure),
+        });
+    }
+
     /// Holds a slot of `limiter` for each attempt: the attempt's stream waits for one at
     /// its first poll (after the breaker and the token) and gives it back when it ends or
     /// fails, so a back-off holds none. The wait for a slot counts against the attempt's
