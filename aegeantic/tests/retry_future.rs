@@ -261,3 +261,29 @@ async fn the_extension_trait_reads_like_backon() {
     let config = policy().build().unwrap();
     assert_eq!((|| fetch(url)).retry(config).await.unwrap(), url.len());
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_call_funds_the_retry_budget_even_when_it_succeeds_at_once() {
+    let budget = aegeantic::resilience::RetryBudget::new(0.5)
+        .unwrap()
+        .min_retries_per_second(0.0)
+        .unwrap();
+    let config = policy().budget(budget.clone()).build().unwrap();
+    // Two calls that succeed at once deposit a retry's worth between them.
+    for _ in 0..2 {
+        retry(|| ready(Ok::<_, io::Error>(())), config.clone())
+            .await
+            .unwrap();
+    }
+    assert_eq!(budget.available(), 1.0);
+    // A failing call deposits half a retry more and spends one; with the next call's half
+    // the balance is a whole retry again (`available` counts whole retries).
+    let (calls, factory) = failing_with(vec![reset]);
+    assert_eq!(retry(factory, config.clone()).await.unwrap(), 2);
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
+    assert_eq!(budget.available(), 0.0);
+    retry(|| ready(Ok::<_, io::Error>(())), config)
+        .await
+        .unwrap();
+    assert_eq!(budget.available(), 1.0);
+}
