@@ -164,11 +164,7 @@ impl RetryEvent {
     /// number: a negative or NaN one reads as zero, one too large as [`Duration::MAX`].
     ///
     pub fn next_delay(&self) -> Duration {
-        let seconds = self.next_delay_seconds;
-        if seconds.is_nan() || seconds <= 0.0 {
-            return Duration::ZERO;
-        }
-        Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+        crate::resilience::backoff::saturating_secs(self.next_delay_seconds)
     }
 }
 

@@ -54,6 +54,15 @@ impl Backoff {
     }
 }
 
+/// `seconds` as a duration for any number: negative and NaN are zero, and too large for a
+/// `Duration` (infinity included) is [`Duration::MAX`], which callers read as "never".
+pub(crate) fn saturating_secs(seconds: f64) -> Duration {
+    if seconds.is_nan() || seconds <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+}
+
 /// `delay · factor`, never above `max_delay`, computed without overflow.
 fn scale_capped(delay: Duration, factor: f64, max_delay: Duration) -> Duration {
     let secs = delay.as_secs_f64() * factor;

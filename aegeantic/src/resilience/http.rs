@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
 
+use super::backoff::saturating_secs;
 use super::{Classify, RetryDecision};
 
 /// An HTTP response that failed, as an error a stream can yield. It classifies itself, so
@@ -78,11 +79,11 @@ pub fn classify_http(status: StatusCode, headers: &HeaderMap) -> RetryDecision {
 /// `max_server_delay`. A negative number, NaN or a value that is no number is not a delay.
 pub(crate) fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Option<Duration>> {
     if let Some(ms) = header(headers, "retry-after-ms").and_then(non_negative) {
-        return Some(Some(duration_from_secs(ms / 1000.0)));
+        return Some(Some(saturating_secs(ms / 1000.0)));
     }
     if let Some(value) = header(headers, "retry-after") {
         if let Some(seconds) = non_negative(value) {
-            return Some(Some(duration_from_secs(seconds)));
+            return Some(Some(saturating_secs(seconds)));
         }
         if let Ok(date) = httpdate::parse_http_date(value) {
             return Some(Some(date.duration_since(now).unwrap_or(Duration::ZERO)));
@@ -95,18 +96,13 @@ pub(crate) fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Optio
         integer
             .then(|| non_negative(pushback))
             .flatten()
-            .map(|ms| duration_from_secs(ms / 1000.0)),
+            .map(|ms| saturating_secs(ms / 1000.0)),
     )
 }
 
 /// `value` as a number that is not negative (nor NaN); infinity stays.
 fn non_negative(value: &str) -> Option<f64> {
     value.parse::<f64>().ok().filter(|number| *number >= 0.0)
-}
-
-/// A non-negative number of seconds as a duration; [`Duration::MAX`] when too large.
-fn duration_from_secs(seconds: f64) -> Duration {
-    Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
 }
 
 /// The header `name` as trimmed text, if it is there and readable.

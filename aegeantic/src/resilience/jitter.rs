@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use rand::{Rng, RngExt};
 
+use super::backoff::saturating_secs;
 use super::ConfigError;
 
 /// How a back-off delay is randomised.
@@ -108,7 +109,7 @@ pub(crate) fn lengthen<R: Rng + ?Sized>(delay: Duration, fraction: f64, rng: &mu
         return delay;
     }
     let extra = delay.as_secs_f64() * fraction * rng.random_range(0.0..=1.0);
-    delay.saturating_add(Duration::try_from_secs_f64(extra).unwrap_or(Duration::MAX))
+    delay.saturating_add(saturating_secs(extra))
 }
 
 #[cfg(test)]

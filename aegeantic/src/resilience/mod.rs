@@ -12,7 +12,7 @@
 //! | `monitor`     | [`ResilienceMonitor`]                                       |
 //! | `error`       | [`ConfigError`], [`RateLimitError`], [`ResilienceError`]    |
 
-mod backoff;
+pub(crate) mod backoff;
 mod breaker;
 mod budget;
 mod concurrency;

@@ -68,6 +68,31 @@ struct Run<O> {
     timer: Option<Pin<Box<Timer>>>,
 }
 
+impl<O> Run<O> {
+    /// The policies of an operation that has not started.
+    fn unstarted(
+        opener: O,
+        retry: Option<RetryConfig>,
+        limiter: Option<RateLimiter>,
+        breaker: Option<CircuitBreaker>,
+        labels: Labels,
+    ) -> Self {
+        Run {
+            opener,
+            retry,
+            limiter,
+            breaker,
+            labels,
+            attempt: 0,
+            delivered: 0,
+            started: None,
+            previous_delay: None,
+            call: None,
+            timer: None,
+        }
+    }
+}
+
 pin_project! {
     #[project = StateProj]
     #[project_replace = StateReplace]
@@ -128,24 +153,13 @@ impl<O, S: Stream> ResilientStream<O, S> {
         } else {
             operation_name
         };
+        let labels = Labels {
+            operation_name,
+            operation_type,
+            step_id: None,
+        };
         ResilientStream {
-            run: Run {
-                opener,
-                retry,
-                limiter,
-                breaker: None,
-                labels: Labels {
-                    operation_name,
-                    operation_type,
-                    step_id: None,
-                },
-                attempt: 0,
-                delivered: 0,
-                started: None,
-                previous_delay: None,
-                call: None,
-                timer: None,
-            },
+            run: Run::unstarted(opener, retry, limiter, None, labels),
             state: State::Start,
         }
     }
@@ -229,33 +243,15 @@ impl<O, S: Stream> ResilientStream<O, S> {
             matches!(self.state, State::Start),
             "built before the first poll"
         );
-        let Run {
-            opener,
-            retry,
-            limiter: rate_limiter,
-            breaker,
-            labels,
-            attempt,
-            delivered,
-            started,
-            previous_delay,
-            call,
-            timer,
-        } = self.run;
+        let run = self.run;
         ResilientStream {
-            run: Run {
-                opener: Limited::new(opener, limiter),
-                retry,
-                limiter: rate_limiter,
-                breaker,
-                labels,
-                attempt,
-                delivered,
-                started,
-                previous_delay,
-                call,
-                timer,
-            },
+            run: Run::unstarted(
+                Limited::new(run.opener, limiter),
+                run.retry,
+                run.limiter,
+                run.breaker,
+                run.labels,
+            ),
             state: State::Start,
         }
     }
