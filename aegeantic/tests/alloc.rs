@@ -138,6 +138,22 @@ fn retrying_a_stream_that_succeeds_allocates_nothing() {
 }
 
 #[test]
+fn retrying_a_future_that_succeeds_allocates_nothing() {
+    let config = RetryConfig::builder().build().unwrap();
+    let (allocated, succeeded) = allocations(|| {
+        (0..1000)
+            .filter(|_| {
+                let call = || ready(Ok::<u32, io::Error>(1));
+                let retried = aegeantic::resilience::retry(call, config.clone());
+                matches!(poll_once(retried), Poll::Ready(Ok(1)))
+            })
+            .count()
+    });
+    assert_eq!(succeeded, 1000);
+    assert_eq!(allocated, 0, "the state machine is built only for a failure");
+}
+
+#[test]
 fn a_literal_operation_name_is_not_copied_until_an_event_needs_it() {
     let config = RetryConfig::builder().build().unwrap();
     let (allocated, items) = allocations(|| {

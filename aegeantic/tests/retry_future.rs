@@ -287,3 +287,63 @@ async fn every_call_funds_the_retry_budget_even_when_it_succeeds_at_once() {
         .unwrap();
     assert_eq!(budget.available(), 1.0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn settings_made_before_the_first_attempt_reach_the_retries() {
+    // The first attempt of a plain call runs before the state machine exists; what was set
+    // on the call before it (step id, name) must still be on the machine's events.
+    let (_, factory) = failing_with(vec![reset]);
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let sink = steps.clone();
+    let value = resilient(
+        factory,
+        Some(policy().build().unwrap()),
+        None,
+        "fetch",
+        "tool",
+    )
+    .with_step_id("step-7")
+    .on_event(move |event: &Event| {
+        if let Resilient::Retry(retry) = event {
+            sink.lock().unwrap().push((
+                retry.step_id.as_deref().map(str::to_owned),
+                retry.operation_name.to_string(),
+                retry.attempt,
+            ));
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(value, 2);
+    assert_eq!(
+        *steps.lock().unwrap(),
+        [(Some("step-7".to_owned()), "fetch".to_owned(), 1)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_added_after_the_step_id_still_counts_the_first_attempt() {
+    let breaker = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_ratio: 0.5,
+        window: 1,
+        minimum_calls: 1,
+        ..CircuitBreakerConfig::default()
+    })
+    .unwrap();
+    let (calls, factory) = failing_with(vec![reset]);
+    let error = retry(factory, policy().max_attempts(3).build().unwrap())
+        .with_step_id("step-8")
+        .with_circuit_breaker(breaker.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ResilienceError::CircuitOpen { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        1,
+        "the open breaker stops the second"
+    );
+    assert_eq!(breaker.state(), CircuitState::Open);
+}

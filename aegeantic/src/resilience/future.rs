@@ -34,6 +34,9 @@ pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 /// Retry events go to [`on_event`](RetryFuture::on_event), if set. The events' operation
 /// is named `"call"`; [`resilient`] takes a name and a limiter too.
 ///
+/// A call whose first attempt succeeds and needs no token, breaker or time limit allocates
+/// nothing; any other builds the retry state machine once, on the heap.
+///
 /// ```
 /// use std::{io, time::Duration};
 /// use aegeantic::resilience::{retry, Resilient, RetryConfig};
@@ -84,21 +87,89 @@ where
     E: Error + Send + Sync + 'static,
 {
     RetryFuture {
-        stream: ResilientStream::new(
-            Invoke(factory),
-            retry_config,
-            rate_limiter,
-            operation_name.into(),
-            operation_type.into(),
-        ),
-        first: None,
-        started: false,
+        phase: Phase::First {
+            call: Some(Call {
+                factory,
+                retry: retry_config,
+                limiter: rate_limiter,
+                breaker: None,
+                operation_name: operation_name.into(),
+                operation_type: operation_type.into(),
+                step_id: None,
+            }),
+            attempt: None,
+        },
         on_event: ignore,
         output: None,
     }
 }
 
 fn ignore(_: &Event) {}
+
+/// What a call is made of until its first poll shows whether it needs the state machine.
+struct Call<F> {
+    factory: F,
+    retry: Option<RetryConfig>,
+    limiter: Option<RateLimiter>,
+    breaker: Option<CircuitBreaker>,
+    operation_name: OperationName,
+    operation_type: OperationType,
+    step_id: Option<Arc<str>>,
+}
+
+impl<F> Call<F> {
+    /// Whether the first attempt needs nothing of the state machine: no token, breaker or
+    /// time limit.
+    fn runs_plain(&self) -> bool {
+        self.limiter.is_none()
+            && self.breaker.is_none()
+            && self
+                .retry
+                .as_ref()
+                .is_none_or(|retry| !retry.timeouts().any() && retry.max_elapsed().is_none())
+    }
+
+    fn into_machine<Fut: Future>(self) -> ResilientStream<Invoke<F>, Once<Fut>> {
+        let mut stream = ResilientStream::new(
+            Invoke(self.factory),
+            self.retry,
+            self.limiter,
+            self.operation_name,
+            self.operation_type,
+        );
+        if let Some(breaker) = self.breaker {
+            stream = stream.with_circuit_breaker(breaker);
+        }
+        if let Some(step_id) = self.step_id {
+            stream = stream.with_step_id(step_id);
+        }
+        stream
+    }
+}
+
+pin_project! {
+    #[project = PhaseProj]
+    enum Phase<F, Fut>
+    where
+        Fut: Future,
+    {
+        // Until the first poll, and while a first attempt that needs nothing of the state
+        // machine runs outside it. Building the machine and taking a success through it were
+        // most of the cost of a call that succeeds at once; `call` is taken when the machine
+        // is built, `attempt` set when the plain attempt starts.
+        First {
+            call: Option<Call<F>>,
+            #[pin]
+            attempt: Option<Fut>,
+        },
+        // Boxed: a call is moved whole as it is handed on, and the machine is most of its
+        // size. Only calls that need it (a limiter, breaker or time limit, or a failed first
+        // attempt) pay for the allocation.
+        Machine {
+            stream: Pin<Box<ResilientStream<Invoke<F>, Once<Fut>>>>,
+        },
+    }
+}
 
 pin_project! {
     /// A call with retry, rate limiting and a circuit breaker, each optional; see
@@ -109,11 +180,7 @@ pin_project! {
         Fut: Future,
     {
         #[pin]
-        stream: ResilientStream<Invoke<F>, Once<Fut>>,
-        // The first attempt, while it runs outside the state machine (see `poll`).
-        #[pin]
-        first: Option<Once<Fut>>,
-        started: bool,
+        phase: Phase<F, Fut>,
         on_event: O,
         // The output, held while a breaker hears of the attempt's end.
         output: Option<Fut::Output>,
@@ -126,9 +193,7 @@ impl<F, Fut: Future, O> RetryFuture<F, Fut, O> {
     /// them with `|event| monitor.handle_event(event)`.
     pub fn on_event<O2: FnMut(&Event)>(self, on_event: O2) -> RetryFuture<F, Fut, O2> {
         RetryFuture {
-            stream: self.stream,
-            first: self.first,
-            started: self.started,
+            phase: self.phase,
             on_event,
             output: self.output,
         }
@@ -137,13 +202,25 @@ impl<F, Fut: Future, O> RetryFuture<F, Fut, O> {
     /// Asks `breaker` before every attempt and tells it each attempt's outcome; while it
     /// is open the call fails at once with [`ResilienceError::CircuitOpen`].
     pub fn with_circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
-        self.stream = self.stream.with_circuit_breaker(breaker);
+        match &mut self.phase {
+            Phase::First {
+                call: Some(call), ..
+            } => call.breaker = Some(breaker),
+            Phase::First { call: None, .. } => unreachable!("taken only by the machine"),
+            Phase::Machine { stream } => stream.as_mut().set_circuit_breaker(breaker),
+        }
         self
     }
 
     /// Stamps `step_id` on every event.
     pub fn with_step_id(mut self, step_id: impl Into<Arc<str>>) -> Self {
-        self.stream = self.stream.with_step_id(step_id);
+        match &mut self.phase {
+            Phase::First {
+                call: Some(call), ..
+            } => call.step_id = Some(step_id.into()),
+            Phase::First { call: None, .. } => unreachable!("taken only by the machine"),
+            Phase::Machine { stream } => stream.as_mut().set_step_id(step_id.into()),
+        }
         self
     }
 }
@@ -157,48 +234,83 @@ where
 {
     type Output = Result<T, ResilienceError<E>>;
 
-    // A call that needs no token, breaker or time limit runs its first attempt here,
-    // outside the stream's state machine, whose start and transitions were most of the
-    // cost of a call that succeeds at once; a failure goes to the machine as that
-    // attempt's end.
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if !*this.started {
-            *this.started = true;
-            let plain = this.stream.as_mut().start_plain::<T>();
-            this.first.set(plain);
-        }
-        if let Some(first) = this.first.as_mut().as_pin_mut() {
-            match ready!(first.poll_next(cx)) {
-                Some(Ok(value)) => return Poll::Ready(Ok(value)),
-                Some(Err(error)) => {
-                    this.first.set(None);
-                    this.stream.as_mut().plain_attempt_failed(Err(error));
-                }
-                None => unreachable!("a call's stream yields its output before it ends"),
-            }
-        }
-        loop {
-            let item = match ready!(this.stream.as_mut().poll_next(cx)) {
-                Some(Ok(Resilient::Item(value))) => {
-                    if !this.stream.has_breaker() {
-                        return Poll::Ready(Ok(value));
-                    }
-                    // The attempt has ended only when its stream says so; then the breaker
-                    // hears of the success.
-                    *this.output = Some(Ok(value));
-                    continue;
-                }
-                Some(Ok(event)) => event,
-                Some(Err(error)) => return Poll::Ready(Err(error)),
-                None => match this.output.take() {
-                    Some(Ok(value)) => return Poll::Ready(Ok(value)),
-                    _ => unreachable!("a call's stream yields its output before it ends"),
-                },
+        if let PhaseProj::First { call, mut attempt } = this.phase.as_mut().project() {
+            let Some(plain) = call.as_mut() else {
+                unreachable!("the machine replaces the first phase when it takes the call")
             };
-            (this.on_event)(&without_data(item));
+            let failure = if attempt.is_none() && !plain.runs_plain() {
+                None
+            } else {
+                if attempt.is_none() {
+                    if let Some(budget) = plain.retry.as_ref().and_then(RetryConfig::budget) {
+                        budget.deposit();
+                    }
+                    attempt.set(Some((plain.factory)()));
+                }
+                let Some(running) = attempt.as_pin_mut() else {
+                    unreachable!("set above")
+                };
+                match ready!(running.poll(cx)) {
+                    Ok(value) => return Poll::Ready(Ok(value)),
+                    Err(error) => Some(Err(error)),
+                }
+            };
+            let Some(call) = call.take() else {
+                unreachable!("taken only here")
+            };
+            let machine = call.into_machine();
+            let stream = match failure {
+                Some(failure) => machine.after_first_failure(failure),
+                None => machine,
+            };
+            this.phase.set(Phase::Machine {
+                stream: Box::pin(stream),
+            });
         }
+        poll_machine(this.phase, this.on_event, this.output, cx)
+    }
+}
+
+/// The state machine's part of [`RetryFuture::poll`], apart so that a call that succeeds
+/// at once runs a function small enough to inline into its caller.
+#[inline(never)]
+fn poll_machine<F, Fut, T, E, O>(
+    phase: Pin<&mut Phase<F, Fut>>,
+    on_event: &mut O,
+    output: &mut Option<Fut::Output>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, ResilienceError<E>>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Error + Send + Sync + 'static,
+    O: FnMut(&Event),
+{
+    let PhaseProj::Machine { stream } = phase.project() else {
+        unreachable!("the first phase ends before the machine runs")
+    };
+    loop {
+        let item = match ready!(stream.as_mut().poll_next(cx)) {
+            Some(Ok(Resilient::Item(value))) => {
+                if !stream.has_breaker() {
+                    return Poll::Ready(Ok(value));
+                }
+                // The attempt has ended only when its stream says so; then the breaker
+                // hears of the success.
+                *output = Some(Ok(value));
+                continue;
+            }
+            Some(Ok(event)) => event,
+            Some(Err(error)) => return Poll::Ready(Err(error)),
+            None => match output.take() {
+                Some(Ok(value)) => return Poll::Ready(Ok(value)),
+                _ => unreachable!("a call's stream yields its output before it ends"),
+            },
+        };
+        on_event(&without_data(item));
     }
 }
 

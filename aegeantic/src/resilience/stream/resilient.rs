@@ -176,38 +176,27 @@ impl<O, S: Stream> ResilientStream<O, S> {
         self.run.breaker.is_some()
     }
 
-    /// Starts the first attempt outside the state machine when it needs none of it: no
-    /// token, no breaker, no time limit. Returns the attempt's stream for the caller to
-    /// run; a failure comes back through [`plain_attempt_failed`](Self::plain_attempt_failed).
-    /// `None`: poll the stream as usual. Call it once, before the first poll.
-    #[inline]
-    pub(crate) fn start_plain<T>(self: Pin<&mut Self>) -> Option<S>
-    where
-        O: Opener<T, Stream = S>,
-    {
-        let this = self.project();
-        let run = this.run;
-        if run.limiter.is_some() || run.breaker.is_some() {
-            return None;
-        }
-        if let Some(retry) = &run.retry {
-            if retry.timeouts().any() || retry.max_elapsed().is_some() {
-                return None;
-            }
-            if let Some(budget) = retry.budget() {
-                budget.deposit();
-            }
-        }
-        run.attempt = 1;
-        Some(Opener::<T>::open(&mut run.opener))
+    /// The state machine of an operation whose first attempt ran without it and failed
+    /// with `failure`, which it settles on its first poll as any attempt's end. Only for a
+    /// first attempt that needed none of the machine: no token, breaker or time limit, and
+    /// whose budget deposit the caller has made.
+    pub(crate) fn after_first_failure(mut self, failure: S::Item) -> Self {
+        debug_assert!(self.run.limiter.is_none() && self.run.breaker.is_none());
+        self.run.attempt = 1;
+        self.state = State::Settling {
+            end: End::Item(failure),
+        };
+        self
     }
 
-    /// Hands the state machine the failure of the attempt [`start_plain`](Self::start_plain)
-    /// started, which it settles on the next poll as any attempt's end.
-    pub(crate) fn plain_attempt_failed(self: Pin<&mut Self>, failure: S::Item) {
-        self.project().state.set(State::Settling {
-            end: End::Item(failure),
-        });
+    /// [`with_circuit_breaker`](Self::with_circuit_breaker) on a stream already pinned.
+    pub(crate) fn set_circuit_breaker(self: Pin<&mut Self>, breaker: CircuitBreaker) {
+        self.project().run.breaker = Some(breaker);
+    }
+
+    /// [`with_step_id`](Self::with_step_id) on a stream already pinned.
+    pub(crate) fn set_step_id(self: Pin<&mut Self>, step_id: Arc<str>) {
+        self.project().run.labels.step_id = Some(step_id);
     }
 
     /// Holds a slot of `limiter` for each attempt: the attempt's stream waits for one at
