@@ -150,7 +150,10 @@ fn retrying_a_future_that_succeeds_allocates_nothing() {
             .count()
     });
     assert_eq!(succeeded, 1000);
-    assert_eq!(allocated, 0, "the state machine is built only for a failure");
+    assert_eq!(
+        allocated, 0,
+        "the state machine is built only for a failure"
+    );
 }
 
 #[test]

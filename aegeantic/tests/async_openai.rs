@@ -1,17 +1,21 @@
 //! async-openai's streaming chat call under `resilient_stream`, with the example's
-//! classifier and HTTP service, against the fault server over real HTTP on loopback.
-//! Real time: bounds are loose enough for a loaded machine, waits are short.
+//! classifier and HTTP service, and with aegeantic's tower layers in its HTTP service hook,
+//! against the fault server over real HTTP on loopback. Real time: bounds are loose enough
+//! for a loaded machine, waits are short.
 
 #[path = "../examples/async_openai/chat.rs"]
 mod chat;
+#[path = "../examples/async_openai/tower_stack.rs"]
+mod tower_stack;
 #[path = "../examples/async_openai/upstream.rs"]
 mod upstream;
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aegeantic::resilience::{
-    resilient_stream, Classify, RateLimitConfig, RateLimiter, ResilienceError, Resilient,
-    RetryConfig, RetryDecision, RetryOn,
+    resilient_stream, Classify, ConcurrencyLimiter, Event, RateLimitConfig, RateLimiter,
+    ResilienceError, Resilient, RetryConfig, RetryDecision, RetryOn,
 };
 use aegeantic::testing::{FaultServer, Reply, StreamEnd};
 use async_openai::config::OpenAIConfig;
@@ -299,4 +303,166 @@ async fn a_body_closed_before_the_finish_reason_is_retried() {
         truncated.error
     );
     assert_eq!(server.requests().len(), 2);
+}
+
+/// A client with the tower layers in its hook, and what their observer saw.
+struct Hooked {
+    client: Client<OpenAIConfig>,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+fn hooked(
+    server: &FaultServer,
+    limiter: RateLimiter,
+    slots: ConcurrencyLimiter,
+    attempts: u32,
+) -> Hooked {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let retry = RetryConfig::builder()
+        .max_attempts(attempts)
+        .base_delay(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let client = tower_stack::client(
+        config(server.base_url()),
+        limiter,
+        slots,
+        retry,
+        Arc::new(move |event: &Event| sink.lock().unwrap().push(event.clone())),
+    );
+    Hooked { client, events }
+}
+
+#[tokio::test]
+async fn in_the_hook_a_429_and_a_503_are_retried_below_async_openai() {
+    let server = FaultServer::start([
+        Reply::rate_limited("1"),
+        Reply::status(503, "server_error"),
+        upstream::answer(&PIECES, GAP, StreamEnd::Done),
+    ])
+    .await
+    .unwrap();
+    let limiter = RateLimiter::new(RateLimitConfig {
+        requests_per_second: Some(2.0),
+        burst_size: 5,
+        ..RateLimitConfig::default()
+    })
+    .unwrap();
+    let hooked = hooked(
+        &server,
+        limiter.clone(),
+        ConcurrencyLimiter::new(4).unwrap(),
+        4,
+    );
+    let started = Instant::now();
+    let mut chunks = hooked.client.chat().create_stream(request()).await.unwrap();
+    let mut text = String::new();
+    while let Some(chunk) = chunks.next().await {
+        text.push_str(chat::text(&chunk.unwrap()));
+    }
+    let waited = started.elapsed();
+
+    assert_eq!(text, "The quick brown fox.");
+    assert_eq!(server.requests().len(), 3);
+    assert!(
+        waited >= Duration::from_secs(1),
+        "Retry-After not honoured: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    let events = hooked.events.lock().unwrap();
+    let retries: Vec<_> = events
+        .iter()
+        .filter_map(|event| match event {
+            Resilient::Retry(retry) => Some((retry.error.clone(), retry.server_directed)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        retries,
+        [
+            ("HTTP 429 Too Many Requests".to_owned(), true),
+            ("HTTP 503 Service Unavailable".to_owned(), false)
+        ]
+    );
+    let tokens_left: Vec<f64> = events
+        .iter()
+        .filter_map(|event| match event {
+            Resilient::RateLimit(wait) => Some(wait.tokens_remaining),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        tokens_left.len(),
+        3,
+        "a token for every HTTP attempt: {tokens_left:?}"
+    );
+    // 5 tokens, refilled at 2/s: without the 429 draining the shared bucket the second
+    // attempt, a second later, would find it full again.
+    assert!(
+        tokens_left[1] < 2.5,
+        "the 429 did not drain the bucket: {tokens_left:?}"
+    );
+}
+
+#[tokio::test]
+async fn in_the_hook_the_last_status_is_async_openais_error_when_retries_run_out() {
+    let server = FaultServer::start([
+        Reply::status(503, "server_error"),
+        Reply::status(503, "server_error"),
+    ])
+    .await
+    .unwrap();
+    let hooked = hooked(&server, limiter(), ConcurrencyLimiter::new(4).unwrap(), 2);
+    let Err(error) = hooked.client.chat().create_stream(request()).await else {
+        panic!("the call succeeded");
+    };
+    assert!(
+        matches!(&error, OpenAIError::ApiError(api) if api.status_code == StatusCode::SERVICE_UNAVAILABLE),
+        "{error:?}"
+    );
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn in_the_hook_a_stream_holds_its_slot_until_its_end_or_its_drop() {
+    // Gaps long enough that each piece is its own TCP segment: a reused connection would
+    // otherwise hold small writes back (Nagle) and deliver the whole body at once.
+    let gap = Duration::from_millis(50);
+    let server = FaultServer::start([
+        upstream::answer(&PIECES, gap, StreamEnd::Done),
+        upstream::answer(&PIECES, gap, StreamEnd::Done),
+    ])
+    .await
+    .unwrap();
+    let slots = ConcurrencyLimiter::new(1).unwrap();
+    let hooked = hooked(&server, limiter(), slots.clone(), 1);
+
+    let mut chunks = hooked.client.chat().create_stream(request()).await.unwrap();
+    let mut free = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        chunk.unwrap();
+        free.push(slots.available());
+    }
+    // async-openai reads the body ahead, on a task of its own: the slot comes back when the
+    // upstream's body ends, right after the last piece, whose gap is the last one.
+    assert!(free.len() >= PIECES.len(), "{free:?}");
+    assert!(
+        free[..PIECES.len() - 1].iter().all(|&n| n == 0),
+        "held while the body streams: {free:?}"
+    );
+    drop(chunks);
+    assert_eq!(slots.available(), 1, "freed at the end");
+
+    let mut chunks = hooked.client.chat().create_stream(request()).await.unwrap();
+    chunks.next().await.unwrap().unwrap();
+    assert_eq!(slots.available(), 0);
+    drop(chunks);
+    // The task reading the body ends once the stream is dropped; the slot comes back with
+    // the body.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while slots.available() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(slots.available(), 1, "freed when the stream is dropped");
 }

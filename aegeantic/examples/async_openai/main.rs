@@ -1,19 +1,27 @@
-//! async-openai's streaming chat call, `client.chat().create_stream(request)`, under
-//! `resilient_stream`: the upstream answers with a 429 and `Retry-After: 1` (waited), then
-//! a stream cut after three chunks (retried; the retry event says how many chunks the cut
-//! attempt had delivered), then the answer. A limiter shared by every caller gives a token
-//! before each attempt. The upstream is the in-process fault server, so this runs offline.
+//! async-openai's streaming chat call, `client.chat().create_stream(request)`, made
+//! resilient two ways. The upstream is the in-process fault server, so this runs offline.
 //!
-//! `cargo run --example async_openai --features fault-server,http`
+//! 1. Around the call, with `resilient_stream`: the upstream answers with a 429 and
+//!    `Retry-After: 1` (waited), then a stream cut after three chunks (retried; the retry
+//!    event says how many chunks the cut attempt had delivered), then the answer. A limiter
+//!    shared by every caller gives a token before each attempt.
+//! 2. Inside the client, with aegeantic's tower layers in async-openai's HTTP service hook:
+//!    a 429 with `Retry-After: 1` and a 503 are retried below async-openai, which sees only
+//!    the answer; the stream holds a concurrency slot until its last chunk.
+//!
+//! `cargo run --example async_openai --features fault-server,http,tower`
 
 mod chat;
+mod tower_stack;
 mod upstream;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aegeantic::report::Report;
 use aegeantic::resilience::{
-    resilient_stream, RateLimitConfig, RateLimiter, Resilient, RetryConfig, RetryOn,
+    resilient_stream, ConcurrencyLimiter, Event, RateLimitConfig, RateLimiter, Resilient,
+    RetryConfig, RetryOn,
 };
 use aegeantic::testing::{FaultServer, Reply, StreamEnd};
 use async_openai::config::OpenAIConfig;
@@ -24,10 +32,26 @@ use futures::StreamExt;
 
 use chat::ChatError;
 
+const PIECES: [&str; 4] = ["The ", "quick ", "brown ", "fox."];
+const GAP: Duration = Duration::from_millis(30);
+
 #[tokio::main]
 async fn main() -> Result<(), Report> {
-    let pieces = ["The ", "quick ", "brown ", "fox."];
-    let gap = Duration::from_millis(30);
+    println!("== 1. resilient_stream around async-openai's call");
+    around_the_call().await?;
+    println!("\n== 2. aegeantic's tower layers in async-openai's HTTP service hook");
+    in_the_hook().await
+}
+
+fn request() -> Result<async_openai::types::chat::CreateChatCompletionRequest, Report> {
+    Ok(CreateChatCompletionRequestArgs::default()
+        .model(upstream::MODEL)
+        .messages([ChatCompletionRequestUserMessage::from("Say something.").into()])
+        .build()?)
+}
+
+async fn around_the_call() -> Result<(), Report> {
+    let (pieces, gap) = (PIECES, GAP);
     let server = FaultServer::start([
         Reply::rate_limited("1"),
         upstream::answer(&pieces[..3], gap, StreamEnd::Cut),
@@ -40,10 +64,7 @@ async fn main() -> Result<(), Report> {
             .with_api_base(server.base_url())
             .with_api_key("sk-example"),
     );
-    let request = CreateChatCompletionRequestArgs::default()
-        .model(upstream::MODEL)
-        .messages([ChatCompletionRequestUserMessage::from("Say something.").into()])
-        .build()?;
+    let request = request()?;
 
     // One limiter per upstream API, shared by every caller (clones share the bucket); a
     // retry takes a token too, and the 429's Retry-After empties it for everyone.
@@ -104,5 +125,71 @@ async fn main() -> Result<(), Report> {
         "tokens left for the limiter's other users: {:.1}",
         limiter.tokens_available()
     );
+    Ok(())
+}
+
+async fn in_the_hook() -> Result<(), Report> {
+    let server = FaultServer::start([
+        Reply::rate_limited("1"),
+        Reply::status(503, "overloaded"),
+        upstream::answer(&PIECES, GAP, StreamEnd::Done),
+    ])
+    .await?;
+    let limiter = RateLimiter::new(RateLimitConfig {
+        requests_per_second: Some(2.0),
+        burst_size: 5,
+        ..RateLimitConfig::default()
+    })?;
+    let max_in_flight = 4;
+    let slots = ConcurrencyLimiter::new(max_in_flight)?;
+    let retry = RetryConfig::builder()
+        .max_attempts(4)
+        .base_delay(Duration::from_millis(100))
+        .build()?;
+    let observer = Arc::new(|event: &Event| match event {
+        Resilient::Retry(event) => println!(
+            "[hook: retry {}/{} in {:.2}s{}: {}]",
+            event.attempt,
+            event.max_attempts,
+            event.next_delay_seconds,
+            if event.server_directed {
+                " (server's Retry-After)"
+            } else {
+                ""
+            },
+            event.error,
+        ),
+        Resilient::RateLimit(event) => println!(
+            "[hook: token after {:.0?}, {:.1} left]",
+            event.waited, event.tokens_remaining
+        ),
+        _ => {}
+    });
+    let client = tower_stack::client(
+        OpenAIConfig::new()
+            .with_api_base(server.base_url())
+            .with_api_key("sk-example"),
+        limiter,
+        slots.clone(),
+        retry,
+        observer,
+    );
+
+    let mut chunks = client.chat().create_stream(request()?).await?;
+    let mut answer = String::new();
+    let mut free_while_streaming = None;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        free_while_streaming.get_or_insert(slots.available());
+        answer.push_str(chat::text(&chunk));
+        print!("{}", chat::text(&chunk));
+    }
+    println!("\nanswer: {answer}");
+    println!(
+        "free slots of {max_in_flight} while it streamed: {}, after it: {}",
+        free_while_streaming.unwrap_or(max_in_flight),
+        slots.available()
+    );
+    println!("requests the upstream saw: {}", server.requests().len());
     Ok(())
 }

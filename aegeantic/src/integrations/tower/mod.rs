@@ -20,4 +20,4 @@ pub use concurrency::{
 pub use rate_limit::{
     Counted, LimitError, PerRequest, RateLimit, RateLimitFuture, RateLimitLayer, Weigh,
 };
-pub use retry::{ReplayBody, RetryPolicy};
+pub use retry::{ClonedRequests, HttpRequests, Replay, ReplayBody, RetryPolicy};

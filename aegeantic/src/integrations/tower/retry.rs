@@ -62,6 +62,42 @@ impl<D, E> ReplayBody for http_body_util::combinators::UnsyncBoxBody<D, E> {
     }
 }
 
+/// How [`RetryPolicy`] copies a request for another attempt: `Some(copy)`, or `None` when
+/// the request cannot be sent again, in which case it is sent once.
+pub trait Replay<Req> {
+    /// A copy of `request` to send again, if there can be one.
+    fn replay(&self, request: &Req) -> Option<Req>;
+}
+
+/// `http::Request`s, copied with their body when it is a [`ReplayBody`]: the default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpRequests;
+
+impl<B: ReplayBody> Replay<Request<B>> for HttpRequests {
+    fn replay(&self, request: &Request<B>) -> Option<Request<B>> {
+        let body = request.body().replay()?;
+        let mut copy = Request::new(body);
+        *copy.method_mut() = request.method().clone();
+        *copy.uri_mut() = request.uri().clone();
+        *copy.version_mut() = request.version();
+        *copy.headers_mut() = request.headers().clone();
+        *copy.extensions_mut() = request.extensions().clone();
+        Some(copy)
+    }
+}
+
+/// Requests that are `Clone` and can be sent as often as they are cloned, such as
+/// async-openai's `HttpRequestFactory`, which builds its request afresh for each attempt.
+/// See [`RetryPolicy::clone_requests`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClonedRequests;
+
+impl<Req: Clone> Replay<Req> for ClonedRequests {
+    fn replay(&self, request: &Req) -> Option<Req> {
+        Some(request.clone())
+    }
+}
+
 /// Retries HTTP requests through tower's [`Retry`](tower::retry::Retry) middleware as a
 /// [`RetryConfig`] says.
 ///
@@ -76,7 +112,9 @@ impl<D, E> ReplayBody for http_body_util::combinators::UnsyncBoxBody<D, E> {
 ///   would end past it) bound the retries. A response or error that is not retried is
 ///   returned as it came. Per-attempt timeouts are tower's `Timeout` layer's job.
 /// * A request is retried only if its body can be sent again ([`ReplayBody`]); one that
-///   cannot is sent once, and a tracing record (feature `tracing`) says so.
+///   cannot is sent once, and a tracing record (feature `tracing`) says so. Requests of
+///   other types that can be cloned are retried after
+///   [`clone_requests`](RetryPolicy::clone_requests).
 ///
 /// Each retry is shown to the [`on_event`](RetryPolicy::on_event) observer as a
 /// [`RetryEvent`] before its wait, and recorded with `tracing`.
@@ -113,10 +151,11 @@ impl<D, E> ReplayBody for http_body_util::combinators::UnsyncBoxBody<D, E> {
 /// ```
 #[derive(Clone)]
 #[must_use]
-pub struct RetryPolicy {
+pub struct RetryPolicy<R = HttpRequests> {
     config: RetryConfig,
     name: Arc<str>,
     observer: Option<Observer>,
+    replay: R,
     run: Run,
 }
 
@@ -131,16 +170,31 @@ struct Run {
 }
 
 impl RetryPolicy {
-    /// A policy retrying as `config` says.
+    /// A policy retrying `http::Request`s as `config` says.
     pub fn new(config: RetryConfig) -> Self {
         RetryPolicy {
             config,
             name: "tower".into(),
             observer: None,
+            replay: HttpRequests,
             run: Run::default(),
         }
     }
 
+    /// Retries requests of any type that is `Clone` by cloning them, such as the
+    /// `HttpRequestFactory` that async-openai's HTTP service hook passes down.
+    pub fn clone_requests(self) -> RetryPolicy<ClonedRequests> {
+        RetryPolicy {
+            config: self.config,
+            name: self.name,
+            observer: self.observer,
+            replay: ClonedRequests,
+            run: self.run,
+        }
+    }
+}
+
+impl<R> RetryPolicy<R> {
     /// The operation name the events and tracing records carry (default `"tower"`).
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.name = name.into();
@@ -218,7 +272,7 @@ impl RetryPolicy {
     }
 }
 
-impl fmt::Debug for RetryPolicy {
+impl<R> fmt::Debug for RetryPolicy<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryPolicy")
             .field("config", &self.config)
@@ -228,16 +282,16 @@ impl fmt::Debug for RetryPolicy {
     }
 }
 
-impl<ReqB, ResB, E> Policy<Request<ReqB>, Response<ResB>, E> for RetryPolicy
+impl<R, Req, ResB, E> Policy<Req, Response<ResB>, E> for RetryPolicy<R>
 where
-    ReqB: ReplayBody,
+    R: Replay<Req> + Clone,
     E: Error + 'static,
 {
     type Future = Sleep;
 
     fn retry(
         &mut self,
-        _request: &mut Request<ReqB>,
+        _request: &mut Req,
         result: &mut Result<Response<ResB>, E>,
     ) -> Option<Sleep> {
         let (decision, error) = match result {
@@ -256,7 +310,7 @@ where
         Some(tokio::time::sleep(delay))
     }
 
-    fn clone_request(&mut self, request: &Request<ReqB>) -> Option<Request<ReqB>> {
+    fn clone_request(&mut self, request: &Req) -> Option<Req> {
         if self.run.attempts == 0 {
             // A new request (see `Run`): its clock starts and it earns its share of retries.
             self.run.started = Some(Instant::now());
@@ -264,20 +318,14 @@ where
                 budget.deposit();
             }
         }
-        let Some(body) = request.body().replay() else {
-            #[cfg(feature = "tracing")]
+        let copy = self.replay.replay(request);
+        #[cfg(feature = "tracing")]
+        if copy.is_none() {
             tracing::debug!(
                 operation_name = &*self.name,
-                "request body cannot be replayed: sent once, not retried"
+                "request cannot be sent again: sent once, not retried"
             );
-            return None;
-        };
-        let mut copy = Request::new(body);
-        *copy.method_mut() = request.method().clone();
-        *copy.uri_mut() = request.uri().clone();
-        *copy.version_mut() = request.version();
-        *copy.headers_mut() = request.headers().clone();
-        *copy.extensions_mut() = request.extensions().clone();
-        Some(copy)
+        }
+        copy
     }
 }
