@@ -46,6 +46,17 @@ impl OperationType {
             OperationType::Other(label) => label,
         }
     }
+
+    /// The label as a metrics label value, copied only if it is not a literal.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn metrics_label(&self) -> metrics::SharedString {
+        match self {
+            OperationType::Llm => metrics::SharedString::const_str("llm"),
+            OperationType::Tool => metrics::SharedString::const_str("tool"),
+            OperationType::Custom => metrics::SharedString::const_str("custom"),
+            OperationType::Other(label) => label.clone().into(),
+        }
+    }
 }
 
 impl fmt::Display for OperationType {
@@ -138,6 +149,13 @@ impl RateLimitEvent {
             fallback = ?event.fallback,
             "rate limit: acquired"
         );
+        #[cfg(feature = "metrics")]
+        crate::observe::metrics::grant(
+            event.operation_name.clone().into(),
+            event.waited,
+            event.tokens_remaining,
+            event.fallback.map(Fallback::label),
+        );
         event
     }
 }
@@ -157,6 +175,16 @@ impl RetryEvent {
             server_directed = self.server_directed,
             error = %self.error,
             "retrying"
+        );
+        #[cfg(feature = "metrics")]
+        crate::observe::metrics::retry(
+            crate::observe::metrics::Operation {
+                name: self.operation_name.clone().into(),
+                kind: self.operation_type.metrics_label(),
+            },
+            self.timeout
+                .map_or("error", crate::resilience::TimeoutKind::label),
+            self.server_directed,
         );
     }
 

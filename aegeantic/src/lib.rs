@@ -51,6 +51,7 @@ pub mod events;
 pub mod integrations;
 #[cfg(feature = "llm")]
 pub mod llm;
+mod observe;
 pub mod report;
 pub mod resilience;
 #[cfg(feature = "fault-server")]

@@ -31,6 +31,28 @@ pub enum CircuitState {
     HalfOpen,
 }
 
+impl CircuitState {
+    /// The state as a metrics label.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::HalfOpen => "half_open",
+            CircuitState::Open => "open",
+        }
+    }
+
+    /// The state as the value of the state gauge: 0 closed, 1 half-open, 2 open.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn gauge(self) -> f64 {
+        match self {
+            CircuitState::Closed => 0.0,
+            CircuitState::HalfOpen => 1.0,
+            CircuitState::Open => 2.0,
+        }
+    }
+}
+
 /// A change of a breaker's state.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Transition {

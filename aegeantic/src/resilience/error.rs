@@ -231,6 +231,38 @@ impl std::fmt::Display for Attempts {
 }
 
 impl<E: std::error::Error + 'static> ResilienceError<E> {
+    /// How the operation ended, as the `outcome` label of its last attempt, and the limit
+    /// that ended it, if a timeout did.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn outcome(&self) -> (&'static str, Option<&'static str>) {
+        match self {
+            ResilienceError::Operation { .. } => ("failed", None),
+            ResilienceError::Timeout { source, .. } => ("timed_out", Some(source.kind.label())),
+            ResilienceError::RetryBudgetExhausted { .. } => ("budget_exhausted", None),
+            ResilienceError::DeadlineExceeded { .. } => ("deadline_exceeded", None),
+            ResilienceError::ServerDelayTooLong { .. } => ("server_delay_too_long", None),
+            ResilienceError::CircuitOpen(_) => ("circuit_open", None),
+            ResilienceError::RateLimit(_) => ("rate_limited", None),
+        }
+    }
+}
+
+impl RateLimitError {
+    /// The kind of refusal, as a metrics label.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            RateLimitError::InsufficientCapacity { .. } => "insufficient_capacity",
+            RateLimitError::ZeroTokens => "zero_tokens",
+            RateLimitError::Backend { .. } => "backend",
+            RateLimitError::WaitTooLong { .. } => "wait_too_long",
+            RateLimitError::PastDeadline { .. } => "past_deadline",
+            RateLimitError::NoRuntime => "no_runtime",
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> ResilienceError<E> {
     /// The operation's own error, when the stream ended on one.
     pub fn operation_error(&self) -> Option<&E> {
         match self {

@@ -254,7 +254,18 @@ where
                     unreachable!("set above")
                 };
                 match ready!(running.poll(cx)) {
-                    Ok(value) => return Poll::Ready(Ok(value)),
+                    Ok(value) => {
+                        #[cfg(feature = "metrics")]
+                        crate::observe::metrics::attempt(
+                            crate::observe::metrics::Operation {
+                                name: plain.operation_name.metrics_label(),
+                                kind: plain.operation_type.metrics_label(),
+                            },
+                            "success",
+                            None,
+                        );
+                        return Poll::Ready(Ok(value));
+                    }
                     Err(error) => Some(Err(error)),
                 }
             };

@@ -207,13 +207,14 @@ impl<R> RetryPolicy<R> {
         self
     }
 
-    /// The wait before the next attempt, or `None` when the failure ends the retries.
-    fn next_wait(&mut self, decision: RetryDecision) -> Option<(Duration, bool)> {
+    /// The wait before the next attempt and whether the server chose it, or, when the
+    /// failure ends the retries, the attempt's outcome as its metrics label says it.
+    fn next_wait(&mut self, decision: RetryDecision) -> Result<(Duration, bool), &'static str> {
         let config = &self.config;
         self.run.attempts = self.run.attempts.saturating_add(1);
         let attempt = self.run.attempts;
         if decision == RetryDecision::DoNotRetry || attempt >= config.max_attempts() {
-            return None;
+            return Err("failed");
         }
         let mut delay = config.delay_after(attempt, self.run.previous_delay);
         let mut server_directed = false;
@@ -221,7 +222,7 @@ impl<R> RetryPolicy<R> {
             if asked > config.max_server_delay() {
                 #[cfg(feature = "tracing")]
                 tracing::warn!(operation_name = &*self.name, ?asked, max = ?config.max_server_delay(), "not retrying: the server's delay is too long");
-                return None;
+                return Err("server_delay_too_long");
             }
             delay = delay.max(config.server_delay(asked));
             server_directed = true;
@@ -234,7 +235,7 @@ impl<R> RetryPolicy<R> {
                     ?max,
                     "not retrying: the wait would end past max_elapsed"
                 );
-                return None;
+                return Err("deadline_exceeded");
             }
         }
         if let Some(budget) = config.budget() {
@@ -244,11 +245,25 @@ impl<R> RetryPolicy<R> {
                     operation_name = &*self.name,
                     "not retrying: the retry budget is spent"
                 );
-                return None;
+                return Err("budget_exhausted");
             }
         }
         self.run.previous_delay = Some(delay);
-        Some((delay, server_directed))
+        Ok((delay, server_directed))
+    }
+
+    /// Counts an attempt by how it ended.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn record_attempt(&self, outcome: &'static str) {
+        #[cfg(feature = "metrics")]
+        crate::observe::metrics::attempt(
+            crate::observe::metrics::Operation {
+                name: self.name.clone().into(),
+                kind: OperationType::Custom.metrics_label(),
+            },
+            outcome,
+            None,
+        );
     }
 
     fn report(&self, error: String, delay: Duration, server_directed: bool) {
@@ -295,7 +310,10 @@ where
         result: &mut Result<Response<ResB>, E>,
     ) -> Option<Sleep> {
         let (decision, error) = match result {
-            Ok(response) if response.status().is_success() => return None,
+            Ok(response) if response.status().is_success() => {
+                self.record_attempt("success");
+                return None;
+            }
             Ok(response) => (
                 classify_http(response.status(), response.headers()),
                 format!("HTTP {}", response.status()),
@@ -305,7 +323,14 @@ where
                 DisplayChain(&*error).to_string(),
             ),
         };
-        let (delay, server_directed) = self.next_wait(decision)?;
+        let (delay, server_directed) = match self.next_wait(decision) {
+            Ok(wait) => wait,
+            Err(outcome) => {
+                self.record_attempt(outcome);
+                return None;
+            }
+        };
+        self.record_attempt("retried");
         self.report(error, delay, server_directed);
         Some(tokio::time::sleep(delay))
     }

@@ -39,6 +39,17 @@ pub enum Fallback {
     Local,
 }
 
+impl Fallback {
+    /// The policy as a metrics label.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Fallback::FailOpen => "fail_open",
+            Fallback::Local => "local",
+        }
+    }
+}
+
 /// Waits for tokens; see [`RateLimiter::acquire`]. Dropping it gives its place in the
 /// in-process queue back (a slot booked in Redis stays spent).
 #[derive(Debug)]

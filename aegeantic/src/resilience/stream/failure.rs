@@ -23,6 +23,19 @@ pub enum TimeoutKind {
     Deadline,
 }
 
+impl TimeoutKind {
+    /// The kind as a metrics label.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            TimeoutKind::FirstItem => "first_item",
+            TimeoutKind::Idle => "idle",
+            TimeoutKind::Attempt => "attempt",
+            TimeoutKind::Deadline => "deadline",
+        }
+    }
+}
+
 impl fmt::Display for TimeoutKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

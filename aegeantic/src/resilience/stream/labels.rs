@@ -31,6 +31,15 @@ impl OperationName {
         }
     }
 
+    /// The name as a metrics label value, copied only if it is not a literal.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn metrics_label(&self) -> metrics::SharedString {
+        match &self.0 {
+            Name::Static(name) => metrics::SharedString::const_str(name),
+            Name::Shared(name) => name.clone().into(),
+        }
+    }
+
     /// The name as events carry it, made now.
     pub(super) fn into_shared(self) -> Self {
         match self.0 {
@@ -122,6 +131,15 @@ pub(super) struct Retry {
 }
 
 impl Labels {
+    /// The operation's metrics labels.
+    #[cfg(feature = "metrics")]
+    pub(super) fn metrics(&self) -> crate::observe::metrics::Operation {
+        crate::observe::metrics::Operation {
+            name: self.operation_name.metrics_label(),
+            kind: self.operation_type.metrics_label(),
+        }
+    }
+
     pub(super) fn retry(&mut self, retry: Retry) -> RetryEvent {
         let event = RetryEvent {
             operation_type: self.operation_type.clone(),
@@ -163,6 +181,12 @@ impl Labels {
             to = ?event.to,
             failure_ratio = ?event.failure_ratio,
             "circuit breaker changed state"
+        );
+        #[cfg(feature = "metrics")]
+        crate::observe::metrics::circuit(
+            event.operation_name.clone().into(),
+            event.from.label(),
+            (event.to.label(), event.to.gauge()),
         );
         event
     }

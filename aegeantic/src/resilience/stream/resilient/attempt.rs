@@ -60,6 +60,8 @@ where
             // The common end, with no breaker to tell: nothing to decide.
             this.state.set(State::Done);
             this.run.timer = None;
+            #[cfg(feature = "metrics")]
+            crate::observe::metrics::attempt(this.run.labels.metrics(), "success", None);
             return Poll::Ready(None);
         }
         Poll::Ready(None) => End::Finished,
@@ -115,6 +117,8 @@ where
             }
             Err(open) => {
                 this.state.set(State::Done);
+                #[cfg(feature = "metrics")]
+                crate::observe::metrics::attempt(this.run.labels.metrics(), "circuit_open", None);
                 return Some(Err(ResilienceError::CircuitOpen(open)));
             }
         }

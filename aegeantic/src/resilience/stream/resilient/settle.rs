@@ -46,6 +46,33 @@ where
     S: Stream<Item = Result<T, E>>,
     E: Error + Send + Sync + 'static,
 {
+    let output = decide::<O, S, T, E>(this, end);
+    #[cfg(feature = "metrics")]
+    record_attempt(this, &output);
+    output
+}
+
+/// Counts the attempt by how it ended, as `settle` decided.
+#[cfg(feature = "metrics")]
+fn record_attempt<O, S: Stream, T, E: Error + 'static>(
+    this: &Projection<'_, O, S>,
+    output: &Output<T, E>,
+) {
+    let (outcome, timeout) = match output {
+        None => ("success", None),
+        Some(Ok(Resilient::Retry(event))) => ("retried", event.timeout.map(TimeoutKind::label)),
+        Some(Ok(_)) => return,
+        Some(Err(error)) => error.outcome(),
+    };
+    crate::observe::metrics::attempt(this.run.labels.metrics(), outcome, timeout);
+}
+
+fn decide<O, S, T, E>(this: &mut Projection<'_, O, S>, end: End<S::Item>) -> Output<T, E>
+where
+    O: Opener<T, Stream = S>,
+    S: Stream<Item = Result<T, E>>,
+    E: Error + Send + Sync + 'static,
+{
     let failure = match end {
         End::Finished => return None,
         End::Item(Ok(_)) => unreachable!("attempts end on errors, not items"),
@@ -150,6 +177,24 @@ where
 /// The error for a limiter's refusal before an attempt: a wait past the deadline ends the
 /// operation on its deadline; any other refusal is the limiter's.
 pub(super) fn refused<O, S: Stream, E: Error + 'static>(
+    this: &Projection<'_, O, S>,
+    error: RateLimitError,
+) -> ResilienceError<E> {
+    #[cfg(feature = "metrics")]
+    crate::observe::metrics::refusal(
+        this.run.labels.operation_name.metrics_label(),
+        error.label(),
+    );
+    let error = refused_as(this, error);
+    #[cfg(feature = "metrics")]
+    {
+        let (outcome, timeout) = error.outcome();
+        crate::observe::metrics::attempt(this.run.labels.metrics(), outcome, timeout);
+    }
+    error
+}
+
+fn refused_as<O, S: Stream, E: Error + 'static>(
     this: &Projection<'_, O, S>,
     error: RateLimitError,
 ) -> ResilienceError<E> {

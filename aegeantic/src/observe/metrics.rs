@@ -1,0 +1,99 @@
+//! The metrics, recorded through the `metrics` facade into whatever recorder the
+//! application installed (none: nothing is kept). Names follow OpenTelemetry's style; an
+//! exporter may rewrite them (Prometheus: `aegeantic_attempts_total`). The table of names
+//! and labels is in the README ("Metrics").
+//!
+//! Label values are only what the user chose (operation names and types) and fixed
+//! words (outcomes, causes, states): never an error's text, a URL or a key, so the
+//! number of series stays bounded and nothing secret becomes a label.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram, SharedString};
+
+/// Attempts by how they ended.
+pub(crate) const ATTEMPTS: &str = "aegeantic.attempts";
+/// Retries by cause, and whether the server chose the delay.
+pub(crate) const RETRIES: &str = "aegeantic.retries";
+/// Seconds waited for tokens, per grant.
+pub(crate) const RATE_LIMIT_WAIT: &str = "aegeantic.rate_limit.wait";
+/// Requests the limiter refused.
+pub(crate) const RATE_LIMIT_REFUSALS: &str = "aegeantic.rate_limit.refusals";
+/// Tokens left in the bucket after the latest grant.
+pub(crate) const TOKENS_AVAILABLE: &str = "aegeantic.rate_limit.tokens_available";
+/// Grants the failure policy decided while the shared bucket could not be reached.
+pub(crate) const FALLBACKS: &str = "aegeantic.rate_limit.fallbacks";
+/// Breaker state changes.
+pub(crate) const CIRCUIT_TRANSITIONS: &str = "aegeantic.circuit.transitions";
+/// A breaker's state: 0 closed, 1 half-open, 2 open.
+pub(crate) const CIRCUIT_STATE: &str = "aegeantic.circuit.state";
+
+/// The labels every operation's metrics carry.
+pub(crate) struct Operation {
+    pub(crate) name: SharedString,
+    pub(crate) kind: SharedString,
+}
+
+/// How an attempt ended; `timeout` names the limit that ended it, if one did.
+pub(crate) fn attempt(operation: Operation, outcome: &'static str, timeout: Option<&'static str>) {
+    let Operation { name, kind } = operation;
+    match timeout {
+        Some(timeout) => counter!(
+            ATTEMPTS,
+            "operation" => name,
+            "operation_type" => kind,
+            "outcome" => outcome,
+            "timeout" => timeout,
+        ),
+        None => counter!(
+            ATTEMPTS,
+            "operation" => name,
+            "operation_type" => kind,
+            "outcome" => outcome,
+        ),
+    }
+    .increment(1);
+}
+
+/// A retry about to wait.
+pub(crate) fn retry(operation: Operation, cause: &'static str, server_directed: bool) {
+    counter!(
+        RETRIES,
+        "operation" => operation.name,
+        "operation_type" => operation.kind,
+        "cause" => cause,
+        "server_directed" => if server_directed { "true" } else { "false" },
+    )
+    .increment(1);
+}
+
+/// A grant of tokens: its wait, what it left, and whether the failure policy decided it.
+pub(crate) fn grant(
+    operation: SharedString,
+    waited: Duration,
+    tokens_remaining: f64,
+    fallback: Option<&'static str>,
+) {
+    histogram!(RATE_LIMIT_WAIT, "operation" => operation.clone()).record(waited.as_secs_f64());
+    gauge!(TOKENS_AVAILABLE, "operation" => operation.clone()).set(tokens_remaining);
+    if let Some(policy) = fallback {
+        counter!(FALLBACKS, "operation" => operation, "policy" => policy).increment(1);
+    }
+}
+
+/// A refusal by the limiter, `reason` one of its error's kinds.
+pub(crate) fn refusal(operation: SharedString, reason: &'static str) {
+    counter!(RATE_LIMIT_REFUSALS, "operation" => operation, "reason" => reason).increment(1);
+}
+
+/// A breaker's change of state; each state as a word and its gauge value.
+pub(crate) fn circuit(operation: SharedString, from: &'static str, to: (&'static str, f64)) {
+    counter!(
+        CIRCUIT_TRANSITIONS,
+        "operation" => operation.clone(),
+        "from" => from,
+        "to" => to.0,
+    )
+    .increment(1);
+    gauge!(CIRCUIT_STATE, "operation" => operation).set(to.1);
+}

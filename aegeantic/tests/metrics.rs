@@ -1,0 +1,269 @@
+//! The metrics, read back from the `metrics` facade's own debugging recorder: the same
+//! attempts, retries, waits and breaker changes as the inline events said, under names and
+//! labels the README lists, and no error text in any label. Paused clock.
+#![cfg(feature = "metrics")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::future::ready;
+use std::io;
+use std::time::Duration;
+
+use aegeantic::resilience::{
+    resilient_stream, retry, CircuitBreaker, CircuitBreakerConfig, RateLimitConfig, RateLimiter,
+    Resilient, RetryConfig,
+};
+use common::{denied, reset, scripted};
+use futures::{stream, StreamExt};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::MetricKind;
+
+/// What was recorded, by `name{label=value,...}` with the labels sorted.
+type Recorded = BTreeMap<String, DebugValue>;
+
+/// Runs `body` on a paused current-thread runtime with a fresh recorder, and returns what
+/// it recorded.
+fn recorded<F: std::future::Future>(body: impl FnOnce() -> F) -> (F::Output, Recorded) {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let output = metrics::with_local_recorder(&recorder, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(body())
+    });
+    let values = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let (kind, key) = key.into_parts();
+            let mut labels: Vec<String> = key
+                .labels()
+                .map(|label| format!("{}={}", label.key(), label.value()))
+                .collect();
+            labels.sort();
+            let kind = match kind {
+                MetricKind::Counter => "counter",
+                MetricKind::Gauge => "gauge",
+                MetricKind::Histogram => "histogram",
+            };
+            (
+                format!("{kind} {}{{{}}}", key.name(), labels.join(",")),
+                value,
+            )
+        })
+        .collect();
+    (output, values)
+}
+
+fn counter(recorded: &Recorded, key: &str) -> u64 {
+    match recorded.get(&format!("counter {key}")) {
+        Some(DebugValue::Counter(n)) => *n,
+        None => 0,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_stream_s_attempts_retries_and_waits_are_counted_as_its_events_say() {
+    let ((waits, left), recorded) = recorded(|| async {
+        let limiter = RateLimiter::new(RateLimitConfig {
+            requests_per_second: Some(1.0),
+            burst_size: 1,
+            ..RateLimitConfig::default()
+        })
+        .unwrap();
+        let config = RetryConfig::builder()
+            .base_delay(Duration::from_millis(100))
+            .jitter(false)
+            .first_item_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        // A stall (first-item timeout), a reset, then the answer.
+        let mut calls = 0;
+        let factory = move || {
+            calls += 1;
+            let items: Vec<Result<&str, io::Error>> = match calls {
+                1 => return stream::pending().boxed(),
+                2 => vec![Err(reset())],
+                _ => vec![Ok("a"), Ok("b")],
+            };
+            stream::iter(items).boxed()
+        };
+        let mut stream = resilient_stream(factory, Some(config), Some(limiter), "chat", "llm");
+        let (mut waits, mut left) = (Vec::new(), Vec::new());
+        while let Some(item) = stream.next().await {
+            if let Resilient::RateLimit(event) = item.unwrap() {
+                waits.push(event.waited);
+                left.push(event.tokens_remaining);
+            }
+        }
+        (waits, left)
+    });
+
+    let op = "operation=chat,operation_type=llm";
+    assert_eq!(
+        counter(
+            &recorded,
+            &format!("aegeantic.attempts{{{op},outcome=retried,timeout=first_item}}")
+        ),
+        1,
+        "{recorded:#?}"
+    );
+    assert_eq!(
+        counter(
+            &recorded,
+            &format!("aegeantic.attempts{{{op},outcome=retried}}")
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &recorded,
+            &format!("aegeantic.attempts{{{op},outcome=success}}")
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &recorded,
+            &format!("aegeantic.retries{{cause=first_item,{op},server_directed=false}}")
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &recorded,
+            &format!("aegeantic.retries{{cause=error,{op},server_directed=false}}")
+        ),
+        1
+    );
+    let Some(DebugValue::Histogram(samples)) =
+        recorded.get("histogram aegeantic.rate_limit.wait{operation=chat}")
+    else {
+        panic!("{recorded:#?}");
+    };
+    let samples: Vec<f64> = samples.iter().map(|s| s.into_inner()).collect();
+    let from_events: Vec<f64> = waits.iter().map(Duration::as_secs_f64).collect();
+    assert_eq!(
+        samples, from_events,
+        "one sample a grant, each its event's wait"
+    );
+    assert!(
+        samples.iter().sum::<f64>() > 0.5,
+        "the 1/s bucket made the retries wait"
+    );
+    assert_eq!(
+        recorded.get("gauge aegeantic.rate_limit.tokens_available{operation=chat}"),
+        Some(&DebugValue::Gauge((*left.last().unwrap()).into()))
+    );
+}
+
+#[test]
+fn how_a_call_ends_is_its_last_attempt_s_outcome() {
+    let ((), recorded) = recorded(|| async {
+        let config = RetryConfig::builder()
+            .base_delay(Duration::from_millis(1))
+            .max_attempts(2)
+            .build()
+            .unwrap();
+        // Succeeds at once, outside the state machine.
+        retry(|| ready(Ok::<_, io::Error>(1)), config.clone())
+            .await
+            .unwrap();
+        // Not retried.
+        retry(|| ready(Err::<u32, _>(denied())), config.clone())
+            .await
+            .unwrap_err();
+        // Retried, then out of attempts.
+        let factory = scripted(vec![(vec![], Some(reset))]);
+        let mut stream = aegeantic::resilience::retry_stream(factory, config, "op", "tool");
+        while let Some(item) = stream.next().await {
+            if item.is_err() {
+                break;
+            }
+        }
+    });
+    let call = "operation=call,operation_type=custom";
+    assert_eq!(
+        counter(
+            &recorded,
+            &format!("aegeantic.attempts{{{call},outcome=success}}")
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &recorded,
+            &format!("aegeantic.attempts{{{call},outcome=failed}}")
+        ),
+        1
+    );
+    let op = "operation=op,operation_type=tool";
+    assert_eq!(
+        counter(
+            &recorded,
+            &format!("aegeantic.attempts{{{op},outcome=retried}}")
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &recorded,
+            &format!("aegeantic.attempts{{{op},outcome=failed}}")
+        ),
+        1
+    );
+    for key in recorded.keys() {
+        assert!(
+            !key.contains("reset") && !key.contains("denied"),
+            "error text in a label: {key}"
+        );
+    }
+}
+
+#[test]
+fn a_breaker_s_state_is_a_gauge_and_its_changes_a_counter() {
+    let ((), recorded) = recorded(|| async {
+        let breaker = CircuitBreaker::new(CircuitBreakerConfig {
+            failure_ratio: 0.5,
+            window: 1,
+            minimum_calls: 1,
+            ..CircuitBreakerConfig::default()
+        })
+        .unwrap();
+        let config = RetryConfig::builder()
+            .base_delay(Duration::from_millis(1))
+            .max_attempts(3)
+            .build()
+            .unwrap();
+        let error = retry(|| ready(Err::<u32, _>(reset())), config)
+            .with_circuit_breaker(breaker)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("circuit"), "{error}");
+    });
+    assert_eq!(
+        counter(
+            &recorded,
+            "aegeantic.circuit.transitions{from=closed,operation=call,to=open}"
+        ),
+        1,
+        "{recorded:#?}"
+    );
+    assert_eq!(
+        recorded.get("gauge aegeantic.circuit.state{operation=call}"),
+        Some(&DebugValue::Gauge(2.0.into()))
+    );
+    assert_eq!(
+        counter(
+            &recorded,
+            "aegeantic.attempts{operation=call,operation_type=custom,outcome=circuit_open}"
+        ),
+        1
+    );
+}
