@@ -19,6 +19,7 @@ use pin_project_lite::pin_project;
 use super::stream::{Invoke, Once, OperationName, Resilient, ResilientStream};
 use super::{CircuitBreaker, RateLimiter, ResilienceError, RetryConfig};
 use crate::events::OperationType;
+use crate::observe::Spans;
 
 /// What an observer is shown: the events of a call, without data.
 pub type Event = Resilient<()>;
@@ -98,6 +99,7 @@ where
                 step_id: None,
             }),
             attempt: None,
+            spans: Spans::default(),
         },
         on_event: ignore,
         output: None,
@@ -161,6 +163,7 @@ pin_project! {
             call: Option<Call<F>>,
             #[pin]
             attempt: Option<Fut>,
+            spans: Spans,
         },
         // Boxed: a call is moved whole as it is handed on, and the machine is most of its
         // size. Only calls that need it (a limiter, breaker or time limit, or a failed first
@@ -237,7 +240,12 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let PhaseProj::First { call, mut attempt } = this.phase.as_mut().project() {
+        if let PhaseProj::First {
+            call,
+            mut attempt,
+            spans,
+        } = this.phase.as_mut().project()
+        {
             let Some(plain) = call.as_mut() else {
                 unreachable!("the machine replaces the first phase when it takes the call")
             };
@@ -248,8 +256,15 @@ where
                     if let Some(budget) = plain.retry.as_ref().and_then(RetryConfig::budget) {
                         budget.deposit();
                     }
+                    spans.attempt(
+                        plain.operation_name.as_str(),
+                        plain.operation_type.as_str(),
+                        1,
+                    );
+                    let _entered = spans.enter();
                     attempt.set(Some((plain.factory)()));
                 }
+                let _entered = spans.enter();
                 let Some(running) = attempt.as_pin_mut() else {
                     unreachable!("set above")
                 };
@@ -274,7 +289,7 @@ where
             };
             let machine = call.into_machine();
             let stream = match failure {
-                Some(failure) => machine.after_first_failure(failure),
+                Some(failure) => machine.after_first_failure(failure, std::mem::take(spans)),
                 None => machine,
             };
             this.phase.set(Phase::Machine {

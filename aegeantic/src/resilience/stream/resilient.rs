@@ -17,6 +17,7 @@ use super::labels::{Labels, OperationName};
 use super::open::{Limited, Opener};
 use super::Resilient;
 use crate::events::OperationType;
+use crate::observe::Spans;
 use crate::resilience::concurrency::{ConcurrencyLimited, ConcurrencyLimiter};
 use crate::resilience::limiter::Acquisition;
 use crate::resilience::{Call, CircuitBreaker, RateLimiter, ResilienceError, RetryConfig};
@@ -66,6 +67,7 @@ struct Run<O> {
     call: Option<Call>,
     // The running attempt's time limits, if it has any.
     timer: Option<Pin<Box<Timer>>>,
+    spans: Spans,
 }
 
 impl<O> Run<O> {
@@ -89,6 +91,7 @@ impl<O> Run<O> {
             previous_delay: None,
             call: None,
             timer: None,
+            spans: Spans::default(),
         }
     }
 }
@@ -180,9 +183,10 @@ impl<O, S: Stream> ResilientStream<O, S> {
     /// with `failure`, which it settles on its first poll as any attempt's end. Only for a
     /// first attempt that needed none of the machine: no token, breaker or time limit, and
     /// whose budget deposit the caller has made.
-    pub(crate) fn after_first_failure(mut self, failure: S::Item) -> Self {
+    pub(crate) fn after_first_failure(mut self, failure: S::Item, spans: Spans) -> Self {
         debug_assert!(self.run.limiter.is_none() && self.run.breaker.is_none());
         self.run.attempt = 1;
+        self.run.spans = spans;
         self.state = State::Settling {
             end: End::Item(failure),
         };
@@ -269,6 +273,7 @@ where
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output<T, E>> {
         let mut this = self.as_mut().project();
         if let StateProj::Streaming { stream } = this.state.as_mut().project() {
+            let _entered = this.run.spans.enter();
             let polled = stream.poll_next(cx);
             return streamed::<O, S, T, E>(&mut this, polled, cx);
         }
@@ -289,6 +294,7 @@ where
 {
     loop {
         let mut this = stream.as_mut().project();
+        let _entered = this.run.spans.enter();
         match this.state.as_mut().project() {
             StateProj::Start => {
                 if let Some(event) = start_attempt::<O, S, T, E>(&mut this) {
@@ -303,7 +309,9 @@ where
                     .as_ref()
                     .expect("acquiring needs a limiter");
                 let name = this.run.labels.operation_name.as_str();
-                match ready!(acquisition.poll(limiter, name, deadline, cx)) {
+                let acquired = ready!(acquisition.poll(limiter, name, deadline, cx));
+                this.run.spans.waited();
+                match acquired {
                     Ok(acquired) => {
                         let event = this.run.labels.rate_limit(acquired);
                         open::<O, S, T>(&mut this);
@@ -312,7 +320,7 @@ where
                     Err(error) => {
                         this.run.call = None;
                         this.state.set(State::Done);
-                        return Poll::Ready(Some(Err(refused(&this, error))));
+                        return Poll::Ready(Some(Err(refused(&mut this, error))));
                     }
                 }
             }

@@ -60,6 +60,7 @@ where
             // The common end, with no breaker to tell: nothing to decide.
             this.state.set(State::Done);
             this.run.timer = None;
+            this.run.spans.close();
             #[cfg(feature = "metrics")]
             crate::observe::metrics::attempt(this.run.labels.metrics(), "success", None);
             return Poll::Ready(None);
@@ -93,6 +94,12 @@ where
 {
     this.run.attempt += 1;
     this.run.delivered = 0;
+    let labels = &this.run.labels;
+    this.run.spans.attempt(
+        labels.operation_name.as_str(),
+        labels.operation_type.as_str(),
+        this.run.attempt,
+    );
     if this.run.attempt == 1 {
         // Read only for the operation's deadline: a clock read costs as much as the rest of
         // an attempt that succeeds at once.
@@ -117,6 +124,7 @@ where
             }
             Err(open) => {
                 this.state.set(State::Done);
+                this.run.spans.close();
                 #[cfg(feature = "metrics")]
                 crate::observe::metrics::attempt(this.run.labels.metrics(), "circuit_open", None);
                 return Some(Err(ResilienceError::CircuitOpen(open)));
@@ -124,6 +132,7 @@ where
         }
     }
     if this.run.limiter.is_some() {
+        this.run.spans.wait(1);
         this.state.set(State::Acquiring {
             acquisition: Acquisition::new(1),
         });
@@ -145,7 +154,10 @@ where
         // Time spent waiting for a token is not the upstream's slowness.
         call.restart_clock();
     }
+    // The user's code opening the attempt runs inside the attempt's span.
+    let entered = this.run.spans.enter();
     let stream = Opener::<T>::open(&mut this.run.opener);
+    drop(entered);
     this.state.set(State::Streaming { stream });
     let end = this.run.operation_end();
     this.run.timer = match this.run.retry.as_ref().map(RetryConfig::timeouts) {

@@ -49,6 +49,10 @@ where
     let output = decide::<O, S, T, E>(this, end);
     #[cfg(feature = "metrics")]
     record_attempt(this, &output);
+    match output {
+        Some(Ok(_)) => this.run.spans.attempt_ended(),
+        None | Some(Err(_)) => this.run.spans.close(),
+    }
     output
 }
 
@@ -177,7 +181,7 @@ where
 /// The error for a limiter's refusal before an attempt: a wait past the deadline ends the
 /// operation on its deadline; any other refusal is the limiter's.
 pub(super) fn refused<O, S: Stream, E: Error + 'static>(
-    this: &Projection<'_, O, S>,
+    this: &mut Projection<'_, O, S>,
     error: RateLimitError,
 ) -> ResilienceError<E> {
     #[cfg(feature = "metrics")]
@@ -186,6 +190,7 @@ pub(super) fn refused<O, S: Stream, E: Error + 'static>(
         error.label(),
     );
     let error = refused_as(this, error);
+    this.run.spans.close();
     #[cfg(feature = "metrics")]
     {
         let (outcome, timeout) = error.outcome();
