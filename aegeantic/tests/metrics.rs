@@ -267,3 +267,91 @@ fn a_breaker_s_state_is_a_gauge_and_its_changes_a_counter() {
         1
     );
 }
+
+/// A model that answers after 100 ms, then reports its usage.
+#[cfg(feature = "llm")]
+struct Slow;
+
+#[cfg(feature = "llm")]
+impl aegeantic::llm::LlmProvider for Slow {
+    fn stream(&self, _request: &aegeantic::llm::LlmRequest) -> aegeantic::llm::LlmStream {
+        use aegeantic::llm::{FinishReason, LlmChunk, Usage};
+        Box::pin(
+            stream::once(tokio::time::sleep(Duration::from_millis(100))).flat_map(|()| {
+                stream::iter([
+                    Ok(LlmChunk::Text("hi".into())),
+                    Ok(LlmChunk::Text(" there".into())),
+                    Ok(LlmChunk::Usage(Usage {
+                        prompt_tokens: 12,
+                        completion_tokens: 5,
+                    })),
+                    Ok(LlmChunk::Finish(FinishReason::Stop)),
+                ])
+            }),
+        )
+    }
+
+    fn provider_name(&self) -> &str {
+        "test"
+    }
+
+    fn default_model(&self) -> Option<&str> {
+        Some("m1")
+    }
+}
+
+#[cfg(feature = "llm")]
+#[test]
+fn a_model_call_records_the_gen_ai_metrics() {
+    use aegeantic::llm::{LlmProvider, LlmRequest, ResilientProvider};
+    let ((), recorded) = recorded(|| async {
+        let provider = ResilientProvider::new(Slow);
+        let mut events = provider.stream_events(&LlmRequest::default());
+        while let Some(event) = events.next().await {
+            event.unwrap();
+        }
+        let request = LlmRequest {
+            model: Some("m2".into()),
+            ..LlmRequest::default()
+        };
+        let mut events = provider.stream_events(&request);
+        while let Some(event) = events.next().await {
+            event.unwrap();
+        }
+    });
+    let labels = "gen_ai.operation.name=chat,gen_ai.provider.name=test,gen_ai.request.model=m1";
+    let histogram = |key: String| match recorded.get(&format!("histogram {key}")) {
+        Some(DebugValue::Histogram(samples)) => {
+            samples.iter().map(|s| s.into_inner()).collect::<Vec<f64>>()
+        }
+        other => panic!("{key}: {other:?} in {recorded:#?}"),
+    };
+    assert_eq!(
+        histogram(format!(
+            "gen_ai.client.token.usage{{{labels},gen_ai.token.type=input}}"
+        )),
+        [12.0]
+    );
+    assert_eq!(
+        histogram(format!(
+            "gen_ai.client.token.usage{{{labels},gen_ai.token.type=output}}"
+        )),
+        [5.0]
+    );
+    assert_eq!(
+        histogram(format!(
+            "gen_ai.client.operation.time_to_first_chunk{{{labels}}}"
+        )),
+        [0.1]
+    );
+    assert_eq!(
+        histogram(format!("gen_ai.client.operation.duration{{{labels}}}")),
+        [0.1]
+    );
+    let m2 = labels.replace("m1", "m2");
+    assert_eq!(
+        histogram(format!("gen_ai.client.operation.duration{{{m2}}}")),
+        [0.1],
+        "the request's own model"
+    );
+}

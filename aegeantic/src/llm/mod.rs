@@ -8,6 +8,7 @@
 //! | `provider`   | the [`LlmProvider`] trait and the [`GenerateAdapter`]            |
 //! | `quota`      | the server's rate-limit headers: [`Quota`]                       |
 //! | `resilient`  | [`ResilientProvider`]: retry and rate limiting with events       |
+//! | `measured`   | the GenAI metrics of a call (feature `metrics`)                  |
 //! | `tokens`     | tokens-per-minute reservations and quota corrections            |
 //! | `sse`        | a small server-sent-events parser                               |
 //! | `http_util`  | what the HTTP providers share: [`ApiKey`], timeouts, retry-after, |
@@ -17,6 +18,8 @@
 
 mod classify;
 mod error;
+#[cfg(feature = "metrics")]
+mod measured;
 mod provider;
 mod quota;
 mod resilient;

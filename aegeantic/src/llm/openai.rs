@@ -177,6 +177,14 @@ impl OpenAiCompatible {
 }
 
 impl LlmProvider for OpenAiCompatible {
+    fn provider_name(&self) -> &str {
+        "openai"
+    }
+
+    fn default_model(&self) -> Option<&str> {
+        Some(&self.config.model)
+    }
+
     fn stream(&self, request: &LlmRequest) -> LlmStream {
         let config = &self.config;
         let body = request_body(request, &config.model);

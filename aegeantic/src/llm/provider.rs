@@ -33,6 +33,18 @@ pub trait LlmProvider: Send + Sync {
     /// [`LlmChunk::Usage`]), or with an error.
     fn stream(&self, request: &LlmRequest) -> LlmStream;
 
+    /// The API serving the calls, as OpenTelemetry's `gen_ai.provider.name` names it
+    /// (`"openai"`, `"anthropic"`): a label of the GenAI metrics (feature `metrics`).
+    fn provider_name(&self) -> &str {
+        "unknown"
+    }
+
+    /// The model a request that names none goes to, if the provider has one configured: a
+    /// label of the GenAI metrics.
+    fn default_model(&self) -> Option<&str> {
+        None
+    }
+
     /// The call with resilience events inline. Plain providers have none, so the default
     /// wraps [`stream`](LlmProvider::stream)'s items in [`Resilient::Item`];
     /// [`ResilientProvider`](super::ResilientProvider) overrides it.
@@ -50,6 +62,14 @@ pub trait LlmProvider: Send + Sync {
 impl<P: LlmProvider + ?Sized> LlmProvider for Arc<P> {
     fn stream(&self, request: &LlmRequest) -> LlmStream {
         (**self).stream(request)
+    }
+
+    fn provider_name(&self) -> &str {
+        (**self).provider_name()
+    }
+
+    fn default_model(&self) -> Option<&str> {
+        (**self).default_model()
     }
 
     fn stream_events(&self, request: &LlmRequest) -> LlmEventStream {

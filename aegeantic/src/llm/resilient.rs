@@ -104,7 +104,31 @@ impl<P: LlmProvider + 'static> LlmProvider for ResilientProvider<P> {
         }))
     }
 
+    fn provider_name(&self) -> &str {
+        self.inner.provider_name()
+    }
+
+    fn default_model(&self) -> Option<&str> {
+        self.inner.default_model()
+    }
+
     fn stream_events(&self, request: &LlmRequest) -> LlmEventStream {
+        let events = self.unmeasured_events(request);
+        #[cfg(feature = "metrics")]
+        let events = {
+            let model = request.model.as_deref().or(self.inner.default_model());
+            Box::pin(super::measured::Measured::new(
+                events,
+                self.inner.provider_name(),
+                model.unwrap_or("unknown"),
+            ))
+        };
+        events
+    }
+}
+
+impl<P: LlmProvider + 'static> ResilientProvider<P> {
+    fn unmeasured_events(&self, request: &LlmRequest) -> LlmEventStream {
         let inner = Arc::clone(&self.inner);
         let reserve = self
             .buckets

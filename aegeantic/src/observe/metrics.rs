@@ -1,7 +1,7 @@
 //! The metrics, recorded through the `metrics` facade into whatever recorder the
 //! application installed (none: nothing is kept). Names follow OpenTelemetry's style; an
 //! exporter may rewrite them (Prometheus: `aegeantic_attempts_total`). The table of names
-//! and labels is in the README ("Metrics").
+//! and labels is in the README ("Metrics and spans").
 //!
 //! Label values are only what the user chose (operation names and types) and fixed
 //! words (outcomes, causes, states): never an error's text, a URL or a key, so the
@@ -96,4 +96,69 @@ pub(crate) fn circuit(operation: SharedString, from: &'static str, to: (&'static
     )
     .increment(1);
     gauge!(CIRCUIT_STATE, "operation" => operation).set(to.1);
+}
+
+/// OpenTelemetry's GenAI client metrics, recorded by `ResilientProvider`.
+#[cfg(feature = "llm")]
+pub(crate) mod gen_ai {
+    use std::time::Duration;
+
+    use metrics::{histogram, SharedString};
+
+    /// Tokens a call used, by `gen_ai.token.type` (`input`, `output`).
+    pub(crate) const TOKEN_USAGE: &str = "gen_ai.client.token.usage";
+    /// Seconds from the call's start to its end, retries and waits included.
+    pub(crate) const OPERATION_DURATION: &str = "gen_ai.client.operation.duration";
+    /// Seconds from the call's start to its first text or tool-call chunk.
+    pub(crate) const TIME_TO_FIRST_CHUNK: &str = "gen_ai.client.operation.time_to_first_chunk";
+
+    /// The labels of one model call.
+    #[derive(Clone)]
+    pub(crate) struct Call {
+        pub(crate) provider: SharedString,
+        pub(crate) model: SharedString,
+    }
+
+    pub(crate) fn token_usage(call: &Call, input: u64, output: u64) {
+        for (kind, tokens) in [("input", input), ("output", output)] {
+            histogram!(
+                TOKEN_USAGE,
+                "gen_ai.operation.name" => "chat",
+                "gen_ai.provider.name" => call.provider.clone(),
+                "gen_ai.request.model" => call.model.clone(),
+                "gen_ai.token.type" => kind,
+            )
+            .record(tokens as f64);
+        }
+    }
+
+    pub(crate) fn first_chunk(call: &Call, after: Duration) {
+        histogram!(
+            TIME_TO_FIRST_CHUNK,
+            "gen_ai.operation.name" => "chat",
+            "gen_ai.provider.name" => call.provider.clone(),
+            "gen_ai.request.model" => call.model.clone(),
+        )
+        .record(after.as_secs_f64());
+    }
+
+    /// The call's end; `error` is the outcome label of its error, if it failed.
+    pub(crate) fn ended(call: &Call, took: Duration, error: Option<&'static str>) {
+        match error {
+            Some(error) => histogram!(
+                OPERATION_DURATION,
+                "gen_ai.operation.name" => "chat",
+                "gen_ai.provider.name" => call.provider.clone(),
+                "gen_ai.request.model" => call.model.clone(),
+                "error.type" => error,
+            ),
+            None => histogram!(
+                OPERATION_DURATION,
+                "gen_ai.operation.name" => "chat",
+                "gen_ai.provider.name" => call.provider.clone(),
+                "gen_ai.request.model" => call.model.clone(),
+            ),
+        }
+        .record(took.as_secs_f64());
+    }
 }

@@ -201,6 +201,14 @@ impl Anthropic {
 }
 
 impl LlmProvider for Anthropic {
+    fn provider_name(&self) -> &str {
+        "anthropic"
+    }
+
+    fn default_model(&self) -> Option<&str> {
+        Some(&self.config.model)
+    }
+
     fn stream(&self, request: &LlmRequest) -> LlmStream {
         let config = &self.config;
         let mut decoder = Decoder::default();
