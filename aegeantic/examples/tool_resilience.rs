@@ -96,7 +96,7 @@ async fn main() -> Result<(), Report> {
                 event.next_delay()
             ),
             AgentEvent::ToolOutput { output, .. } => println!("  [tool result: {output}]"),
-            AgentEvent::StepComplete { response, .. } => println!("step complete: {response}"),
+            AgentEvent::StepComplete { result, .. } => println!("step complete: {}", result.response),
             AgentEvent::Error { error, .. } => return Err(Report::from(error)),
             _ => {}
         }

@@ -80,7 +80,7 @@ async fn a_method_tools_own_retries_are_in_the_step_stream() {
                 Some(format!("retry:{}:{}", event.operation_name, event.attempt))
             }
             AgentEvent::ToolOutput { output, .. } => Some(format!("output:{output}")),
-            AgentEvent::StepComplete { response, .. } => Some(format!("done:{response}")),
+            AgentEvent::StepComplete { result, .. } => Some(format!("done:{}", result.response)),
             _ => None,
         })
         .collect();
