@@ -51,8 +51,7 @@ pub enum DecidedBy {
     Timeout,
 }
 
-type Hook =
-    dyn Fn(ToolCall) -> Pin<Box<dyn Future<Output = ToolDecision> + Send>> + Send + Sync;
+type Hook = dyn Fn(ToolCall) -> Pin<Box<dyn Future<Output = ToolDecision> + Send>> + Send + Sync;
 
 /// An approval hook: asked about every tool call before it runs, under a timeout.
 ///

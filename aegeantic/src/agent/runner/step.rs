@@ -124,9 +124,11 @@ async fn prompt(agent: &Agent, input: String) -> Result<String, AgentError> {
     let Some(builder) = agent.config.prompt.clone() else {
         return Ok(input);
     };
-    let built = on_store(&agent.context, move |context| Ok(builder.build(context, &input)))
-        .await
-        .map_err(AgentError::Context)?;
+    let built = on_store(&agent.context, move |context| {
+        Ok(builder.build(context, &input))
+    })
+    .await
+    .map_err(AgentError::Context)?;
     built.map_err(AgentError::Prompt)
 }
 
@@ -134,7 +136,9 @@ fn add_usage(total: Option<Usage>, more: Option<Usage>) -> Option<Usage> {
     match (total, more) {
         (Some(total), Some(more)) => Some(Usage {
             prompt_tokens: total.prompt_tokens.saturating_add(more.prompt_tokens),
-            completion_tokens: total.completion_tokens.saturating_add(more.completion_tokens),
+            completion_tokens: total
+                .completion_tokens
+                .saturating_add(more.completion_tokens),
         }),
         (total, more) => total.or(more),
     }
