@@ -37,16 +37,16 @@ pub(super) fn tool_call(
     call: ToolCall,
 ) -> CallStream {
     Box::pin(async_stream::stream! {
-        let decision = decide(&agent, &call).await;
-        let outcome = match decision {
-            Some((ToolDecision::Reject { reason }, decided_by)) => {
-                yield CallItem::Event(decision_event(&step_id, &call, ToolDecision::reject(&reason), decided_by));
-                Err(format!("rejected: {reason}"))
+        let mut rejection = None;
+        if let Some((decision, decided_by)) = decide(&agent, &call).await {
+            if let ToolDecision::Reject { reason } = &decision {
+                rejection = Some(format!("rejected: {reason}"));
             }
-            accepted => {
-                if let Some((decision, decided_by)) = accepted {
-                    yield CallItem::Event(decision_event(&step_id, &call, decision, decided_by));
-                }
+            yield CallItem::Event(decision_event(&step_id, &call, decision, decided_by));
+        }
+        let outcome = match rejection {
+            Some(rejection) => Err(rejection),
+            None => {
                 yield CallItem::Event(AgentEvent::ToolStart {
                     step_id: step_id.clone(),
                     timestamp: unix_now(),
