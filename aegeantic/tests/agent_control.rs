@@ -18,22 +18,48 @@ use aegeantic::tools;
 use agent_support::{kinds, openai, tool_calls, GAP};
 use futures::StreamExt;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 /// Tools that take their time and count how many of them run at once.
-#[derive(Default)]
 struct Workers {
     running: AtomicUsize,
     most: AtomicUsize,
+    /// The labels of the calls of `work` that have finished.
+    finished: watch::Sender<Vec<String>>,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers {
+            running: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+            finished: watch::channel(Vec::new()).0,
+        }
+    }
 }
 
 #[tools]
 impl Workers {
-    #[tool("Works for `ms` milliseconds")]
-    async fn work(&self, ms: u64, label: String) -> Result<String, ToolError> {
+    #[tool("Works for `ms` milliseconds, and not before the work `after` is done")]
+    async fn work(
+        &self,
+        ms: u64,
+        label: String,
+        after: Option<String>,
+    ) -> Result<String, ToolError> {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(ms)).await;
+        if let Some(after) = after {
+            let mut finished = self.finished.subscribe();
+            let wait = finished.wait_for(|done| done.contains(&after));
+            tokio::time::timeout(Duration::from_secs(10), wait)
+                .await
+                .map_err(|_| ToolError::failed(format!("{after} never finished")))?
+                .map_err(|_| ToolError::failed("gone"))?;
+        }
         self.running.fetch_sub(1, Ordering::SeqCst);
+        self.finished.send_modify(|done| done.push(label.clone()));
         Ok(format!("{label} done"))
     }
 
@@ -183,10 +209,14 @@ async fn the_allow_list_limits_what_is_offered_and_run() {
     assert_eq!(offered, [json!("work"), json!("crawl")]);
 }
 
-/// Three calls: the first the slowest, so that it ends last.
+/// Three calls; the first ends only after the third (or fails after 10 s).
 fn three_calls() -> Reply {
     tool_calls(&[
-        ("c1", "work", "{\"ms\": 150, \"label\": \"one\"}"),
+        (
+            "c1",
+            "work",
+            "{\"ms\": 1, \"label\": \"one\", \"after\": \"three\"}",
+        ),
         ("c2", "work", "{\"ms\": 10, \"label\": \"two\"}"),
         ("c3", "work", "{\"ms\": 10, \"label\": \"three\"}"),
     ])
@@ -243,12 +273,18 @@ async fn concurrent_calls_stay_within_the_bound_and_answer_in_order() {
 
 #[tokio::test]
 async fn calls_run_one_after_the_other_by_default() {
-    let server = FaultServer::validating([three_calls(), Reply::text(&["ok"], GAP)])
+    let calls = tool_calls(&[
+        ("c1", "work", "{\"ms\": 30, \"label\": \"one\"}"),
+        ("c2", "work", "{\"ms\": 1, \"label\": \"two\"}"),
+        ("c3", "work", "{\"ms\": 1, \"label\": \"three\"}"),
+    ]);
+    let server = FaultServer::validating([calls, Reply::text(&["ok"], GAP)])
         .await
         .unwrap();
     let (workers, mut runner) = agent(&server, AgentConfig::default());
     let events: Vec<AgentEvent> = runner.step_stream("go").collect().await;
     assert_eq!(workers.most.load(Ordering::SeqCst), 1);
+
     let kinds = kinds(&events);
     let calls: Vec<&str> = kinds
         .iter()
