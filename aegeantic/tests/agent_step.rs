@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use aegeantic::agent::{Agent, AgentConfig, AgentError, AgentEvent, AgentRunner, InMemoryContext};
 use aegeantic::agent::{Context, Tool};
-use aegeantic::llm::{ToolCall, Usage};
+use aegeantic::llm::{LlmChunk, ToolCall, Usage};
 use aegeantic::testing::{FaultServer, Reply};
 use agent_support::{child_ok, openai, run_child, tool_calls, Add, GAP};
 use futures::StreamExt;
@@ -130,6 +130,15 @@ async fn events_serialise_tagged_with_a_timestamp() {
         .iter()
         .find(|e| e["type"] == "llm_chunk" && e["chunk"].get("text").is_some());
     assert_eq!(chunk.unwrap()["chunk"], json!({"text": "Two."}));
+    // The model's pieces read back as they were.
+    for event in &events {
+        if let AgentEvent::LlmChunk { chunk, .. } = event {
+            let value = serde_json::to_value(chunk).unwrap();
+            assert_eq!(&serde_json::from_value::<LlmChunk>(value).unwrap(), chunk);
+        }
+    }
+    let call = json.iter().find(|e| e["chunk"].get("tool_call").is_some());
+    assert_eq!(call.unwrap()["chunk"]["tool_call"]["name"], json!("add"));
     let end = json.iter().find(|e| e["type"] == "tool_end").unwrap();
     assert!(end["duration"].is_f64(), "{end}");
     let error = json.iter().find(|e| e["type"] == "error").unwrap();
