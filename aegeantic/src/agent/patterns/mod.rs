@@ -13,12 +13,14 @@
 //! | `call`       | reading a call from a tool segment: [`ToolCallError`]        |
 //! | `extractor`  | the streaming [`Extractor`] and its [`SegmentEvent`]s         |
 //! | `extraction` | a whole answer's segments: [`Extraction`]                    |
+//! | `prompt`     | telling the model the syntax, and sending results back       |
 
 mod call;
 mod extraction;
 mod extractor;
 mod matcher;
 mod pattern;
+mod prompt;
 mod set;
 
 pub use call::ToolCallError;

@@ -141,7 +141,7 @@ impl PatternSet {
     /// results sent back in a `` ```tool_result `` block.
     pub fn fenced() -> Self {
         builtin([Pattern::tool("```tool\n", "```", PatternFormat::Json)])
-            .with_builtin_results("```tool_result\n", "\n```")
+            .with_builtin_results("```tool_result\n", "```")
     }
 
     /// The same set, with the text outside every pattern dropped: the response is made of
