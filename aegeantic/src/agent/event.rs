@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::{ExtractError, SegmentKind, ToolCallError};
 use crate::events::{AsEventRef, CircuitEvent, EventRef, RateLimitEvent, RetryEvent};
 use crate::llm::{FinishReason, LlmChunk, LlmError, ToolCall, Usage};
 use crate::resilience::ResilienceError;
@@ -16,6 +17,10 @@ pub enum AgentError {
     /// The model call failed for good (after any retries).
     #[error("model call failed")]
     Llm(#[source] ResilienceError<LlmError>),
+    /// The model's answer could not be read for the agent's patterns: it passed the input
+    /// cap, or was not UTF-8.
+    #[error("the model's answer was refused by the pattern extractor")]
+    Patterns(#[source] ExtractError),
     /// The model was still calling tools after `max_iterations` model calls.
     #[error("no final answer after {max_iterations} model calls (max_iterations)")]
     MaxIterations {
@@ -45,12 +50,53 @@ pub enum AgentEvent {
         iteration: u32,
         /// The whole text of the answer.
         text: String,
-        /// The tool calls it made, assembled.
+        /// The tool calls it made, assembled: the native ones, then those found in its
+        /// text by the agent's patterns (a malformed one with no name, its segment's
+        /// content as arguments). A [`AgentEvent::ToolStart`] follows for each.
         tool_calls: Vec<ToolCall>,
         /// Token counts, when the provider sent them.
         usage: Option<Usage>,
         /// Why the model stopped, when it said.
         finish_reason: Option<FinishReason>,
+    },
+    /// A segment of the agent's [`PatternSet`](super::PatternSet) opened in the model's
+    /// text. After a [`AgentEvent::Retry`] of the model call, segments start again from 0,
+    /// and none of the failed attempt's segments is run or kept.
+    PatternStart {
+        /// The step.
+        step_id: Arc<str>,
+        /// The segment's number in this model call's answer, from 0.
+        segment: u32,
+        /// What it is.
+        kind: SegmentKind,
+    },
+    /// More of a segment's content, as it streams.
+    PatternContent {
+        /// The step.
+        step_id: Arc<str>,
+        /// The segment's number.
+        segment: u32,
+        /// What it is.
+        kind: SegmentKind,
+        /// The text.
+        text: String,
+    },
+    /// A segment ended. A tool segment's call is then run like a native one (its
+    /// [`AgentEvent::ToolStart`] follows the model call's [`AgentEvent::LlmComplete`]).
+    PatternEnd {
+        /// The step.
+        step_id: Arc<str>,
+        /// The segment's number.
+        segment: u32,
+        /// What it is.
+        kind: SegmentKind,
+        /// Everything between its tags.
+        content: String,
+        /// Whether its end tag came; `false` when the answer ended inside it.
+        closed: bool,
+        /// For a tool segment, the call, or why it is none (the model is told, as for a
+        /// native call with bad arguments).
+        call: Option<Result<ToolCall, ToolCallError>>,
     },
     /// A tool call starts.
     ToolStart {
@@ -154,6 +200,9 @@ impl AgentEvent {
         match self {
             AgentEvent::LlmChunk { step_id, .. }
             | AgentEvent::LlmComplete { step_id, .. }
+            | AgentEvent::PatternStart { step_id, .. }
+            | AgentEvent::PatternContent { step_id, .. }
+            | AgentEvent::PatternEnd { step_id, .. }
             | AgentEvent::ToolStart { step_id, .. }
             | AgentEvent::ToolOutput { step_id, .. }
             | AgentEvent::ToolEnd { step_id, .. }

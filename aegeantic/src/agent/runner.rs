@@ -10,9 +10,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::assemble::Assembly;
+use super::patterns::{TextCall, TextTools};
 use super::tool::ToolEventItem;
-use super::{AgentError, AgentEvent, Tool, ToolContext, ToolError};
-use crate::llm::{LlmProvider, LlmRequest, Message, ToolCall, ToolSpec};
+use super::{AgentError, AgentEvent, PatternSet, SegmentEvent, Tool, ToolContext, ToolError};
+use crate::llm::{LlmChunk, LlmProvider, LlmRequest, Message, ToolCall, ToolSpec};
 use crate::report::DisplayChain;
 use crate::resilience::{resilient_stream, ResilienceError, Resilient};
 
@@ -28,6 +29,14 @@ pub struct AgentConfig {
     pub max_tokens: Option<u32>,
     /// A model that overrides the provider's.
     pub model: Option<String>,
+    /// Tool calls and other segments to find in the model's text, for models without
+    /// native function calling. With a set, the tools are described to the model in the
+    /// system prompt ([`PatternSet::tool_instructions`]) instead of being sent as native
+    /// tool specs; calls found in the text run through the same tool loop as native
+    /// ones, and their results go back in one user message, in the set's style
+    /// ([`PatternSet::format_result`]). The step's response is then the set's response
+    /// text, trimmed. `None` (the default): native function calling only.
+    pub patterns: Option<PatternSet>,
 }
 
 impl Default for AgentConfig {
@@ -37,6 +46,7 @@ impl Default for AgentConfig {
             system_prompt: None,
             max_tokens: None,
             model: None,
+            patterns: None,
         }
     }
 }
@@ -97,12 +107,16 @@ pub type StepStream<'a> = Pin<Box<dyn Stream<Item = AgentEvent> + Send + 'a>>;
 impl AgentRunner {
     /// A runner with an empty conversation (the system prompt aside).
     pub fn new(agent: Agent) -> Self {
-        let history = agent
+        let instructions = agent
             .config
-            .system_prompt
-            .iter()
-            .map(Message::system)
-            .collect();
+            .patterns
+            .as_ref()
+            .and_then(|set| set.tool_instructions(&agent.tool_specs()));
+        let system = match (&agent.config.system_prompt, instructions) {
+            (Some(prompt), Some(instructions)) => Some(format!("{prompt}\n\n{instructions}")),
+            (prompt, instructions) => prompt.clone().or(instructions),
+        };
+        let history = system.into_iter().map(Message::system).collect();
         AgentRunner {
             agent: Arc::new(agent),
             history,
@@ -143,22 +157,42 @@ impl AgentRunner {
             for iteration in 1..=max_iterations {
                 let request = LlmRequest {
                     messages: history.iter().chain(&step).cloned().collect(),
-                    tools: agent.tool_specs(),
+                    tools: if agent.config.patterns.is_some() { Vec::new() } else { agent.tool_specs() },
                     max_tokens: agent.config.max_tokens,
                     model: agent.config.model.clone(),
                 };
                 let mut answer = agent.provider.stream_events(&request);
                 let mut assembly = Assembly::default();
+                let mut text_tools = agent.config.patterns.as_ref().map(TextTools::new);
                 while let Some(item) = answer.next().await {
                     match item.map(|item| step_event(&step_id, item)) {
                         Ok(Step::Data(chunk)) => {
                             assembly.add(&chunk);
+                            let segments = match (&mut text_tools, &chunk) {
+                                (Some(text_tools), LlmChunk::Text(text)) => text_tools.push(text),
+                                _ => Ok(Vec::new()),
+                            };
                             yield AgentEvent::LlmChunk { step_id: step_id.clone(), chunk };
+                            match segments {
+                                Ok(segments) => for event in pattern_events(&step_id, segments) {
+                                    yield event;
+                                },
+                                Err(error) => {
+                                    yield AgentEvent::Error {
+                                        step_id: step_id.clone(),
+                                        error: Arc::new(AgentError::Patterns(error)),
+                                    };
+                                    return;
+                                }
+                            }
                         }
                         Ok(Step::Event(event)) => {
                             if matches!(event, AgentEvent::Retry { .. }) {
                                 // The next attempt streams the answer from the start.
                                 assembly = Assembly::default();
+                                if let Some(text_tools) = &mut text_tools {
+                                    text_tools.reset();
+                                }
                             }
                             yield event;
                         }
@@ -171,28 +205,56 @@ impl AgentRunner {
                         }
                     }
                 }
-                let tool_calls = assembly.tool_calls();
+                let native_calls = assembly.tool_calls();
+                let (response, text_calls) = match &mut text_tools {
+                    None => (assembly.text.clone(), Vec::new()),
+                    Some(text_tools) => match text_tools.finish() {
+                        Ok(segments) => {
+                            for event in pattern_events(&step_id, segments) {
+                                yield event;
+                            }
+                            text_tools.take()
+                        }
+                        Err(error) => {
+                            yield AgentEvent::Error {
+                                step_id: step_id.clone(),
+                                error: Arc::new(AgentError::Patterns(error)),
+                            };
+                            return;
+                        }
+                    },
+                };
+                let calls: Vec<Planned> = native_calls
+                    .iter()
+                    .cloned()
+                    .map(Planned::Native)
+                    .chain(text_calls.into_iter().map(Planned::Text))
+                    .collect();
                 yield AgentEvent::LlmComplete {
                     step_id: step_id.clone(),
                     iteration,
                     text: assembly.text.clone(),
-                    tool_calls: tool_calls.clone(),
+                    tool_calls: calls.iter().map(|planned| planned.call().clone()).collect(),
                     usage: assembly.usage,
                     finish_reason: assembly.finish.clone(),
                 };
-                step.push(Message::assistant(assembly.text.clone(), tool_calls.clone()));
-                if tool_calls.is_empty() {
+                step.push(Message::assistant(assembly.text.clone(), native_calls));
+                if calls.is_empty() {
                     // Committed before the yield: a consumer that has seen the event and
                     // drops the stream finds the step in the history.
                     history.append(&mut step);
                     yield AgentEvent::StepComplete {
                         step_id: step_id.clone(),
-                        response: assembly.text,
+                        response,
                         iterations: iteration,
                     };
                     return;
                 }
-                for call in tool_calls {
+                // Results of calls found in the text, sent back together after the native
+                // calls' tool messages.
+                let mut text_results = Vec::new();
+                for planned in calls {
+                    let call = planned.call().clone();
                     yield AgentEvent::ToolStart {
                         step_id: step_id.clone(),
                         call_id: call.id.clone(),
@@ -202,7 +264,12 @@ impl AgentRunner {
                     let started = Instant::now();
                     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
                     let context = ToolContext::new(step_id.clone(), call.id.as_str().into(), events_tx);
-                    let mut attempts = tool_attempts(&agent, &call, context);
+                    let mut attempts = match &planned {
+                        Planned::Text(TextCall { error: Some(error), .. }) => {
+                            failed_at_once(ToolError::InvalidArguments(DisplayChain(error).to_string()))
+                        }
+                        _ => tool_attempts(&agent, &call, context),
+                    };
                     let mut outcome: Option<Result<Value, String>> = None;
                     loop {
                         // Events a tool reports come first, so they appear while it runs.
@@ -233,7 +300,12 @@ impl AgentRunner {
                         Ok(value) => value,
                         Err(message) => Value::String(message),
                     };
-                    step.push(Message::tool_result(call.id.clone(), output_text(&output)));
+                    match (&planned, &agent.config.patterns) {
+                        (Planned::Text(text), Some(set)) => text_results.push(
+                            set.format_result(text.format, &call, &output, !success),
+                        ),
+                        _ => step.push(Message::tool_result(call.id.clone(), output_text(&output))),
+                    }
                     yield AgentEvent::ToolOutput {
                         step_id: step_id.clone(),
                         call_id: call.id.clone(),
@@ -248,6 +320,9 @@ impl AgentRunner {
                         success,
                         duration: started.elapsed(),
                     };
+                }
+                if !text_results.is_empty() {
+                    step.push(Message::user(text_results.join("\n")));
                 }
             }
             yield AgentEvent::Error {
@@ -266,17 +341,68 @@ enum Progress<T> {
 type Attempts =
     Pin<Box<dyn Stream<Item = Result<Resilient<Value>, ResilienceError<ToolError>>> + Send>>;
 
+/// A tool call the model made natively or in its text.
+enum Planned {
+    Native(ToolCall),
+    Text(TextCall),
+}
+
+impl Planned {
+    fn call(&self) -> &ToolCall {
+        match self {
+            Planned::Native(call) | Planned::Text(TextCall { call, .. }) => call,
+        }
+    }
+}
+
+/// The step events of segments the extractor found; text outside them is already in the
+/// step's `LlmChunk`s.
+fn pattern_events(step_id: &Arc<str>, segments: Vec<SegmentEvent>) -> Vec<AgentEvent> {
+    let step_id = step_id.clone();
+    segments
+        .into_iter()
+        .filter_map(|segment| match segment {
+            SegmentEvent::Start { segment, kind, .. } => Some(AgentEvent::PatternStart {
+                step_id: step_id.clone(),
+                segment,
+                kind,
+            }),
+            SegmentEvent::Content {
+                segment,
+                kind,
+                text,
+            } => Some(AgentEvent::PatternContent {
+                step_id: step_id.clone(),
+                segment,
+                kind,
+                text,
+            }),
+            SegmentEvent::End(end) => Some(AgentEvent::PatternEnd {
+                step_id: step_id.clone(),
+                segment: end.segment,
+                kind: end.kind,
+                content: end.content,
+                closed: end.closed,
+                call: end.call,
+            }),
+            SegmentEvent::Text(_) => None,
+        })
+        .collect()
+}
+
+/// Attempts that fail at once with `error`, calling nothing.
+fn failed_at_once(error: ToolError) -> Attempts {
+    Box::pin(stream::iter([Err(ResilienceError::Operation {
+        source: error,
+        attempts: 1,
+    })]))
+}
+
 /// The call's attempts under the tool's policy. Bad arguments and unknown tools fail at
 /// once, without calling anything.
 fn tool_attempts(agent: &Agent, call: &ToolCall, context: ToolContext) -> Attempts {
-    let failed = |error: ToolError| -> Attempts {
-        Box::pin(stream::iter([Err(ResilienceError::Operation {
-            source: error,
-            attempts: 1,
-        })]))
-    };
     let Some(tool) = agent.tool(&call.name).cloned() else {
-        return failed(ToolError::UnknownTool(call.name.clone()));
+        return failed_at_once(ToolError::UnknownTool(call.name.clone()));
     };
     // Models send "" for a call without arguments.
     let text = if call.arguments.trim().is_empty() {
@@ -287,7 +413,7 @@ fn tool_attempts(agent: &Agent, call: &ToolCall, context: ToolContext) -> Attemp
     let args = match serde_json::from_str::<Value>(text) {
         Ok(args) => args,
         Err(error) => {
-            return failed(ToolError::InvalidArguments(format!(
+            return failed_at_once(ToolError::InvalidArguments(format!(
                 "arguments are not valid JSON ({error})"
             )))
         }

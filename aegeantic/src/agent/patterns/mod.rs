@@ -14,6 +14,7 @@
 //! | `extractor`  | the streaming [`Extractor`] and its [`SegmentEvent`]s         |
 //! | `extraction` | a whole answer's segments: [`Extraction`]                    |
 //! | `prompt`     | telling the model the syntax, and sending results back       |
+//! | `text_tools` | what the runner keeps of one model call's segments           |
 
 mod call;
 mod extraction;
@@ -22,9 +23,11 @@ mod matcher;
 mod pattern;
 mod prompt;
 mod set;
+mod text_tools;
 
 pub use call::ToolCallError;
 pub use extraction::Extraction;
 pub use extractor::{ExtractError, Extractor, SegmentEnd, SegmentEvent, DEFAULT_INPUT_CAP};
 pub use pattern::{Pattern, PatternFormat, SegmentKind};
 pub use set::{OutsideText, PatternSet, PatternSetError};
+pub(crate) use text_tools::{TextCall, TextTools};
