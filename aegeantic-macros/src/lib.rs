@@ -1,5 +1,5 @@
-//! The `#[tool("description")]` attribute for `aegeantic` agents; use it through
-//! `aegeantic::tool` (feature `macros`).
+//! The `#[tool("description")]` and `#[tools]` attributes for `aegeantic` agents; use them
+//! through `aegeantic::tool` and `aegeantic::tools` (feature `macros`).
 //!
 //! The JSON schema of the parameters comes from `schemars`, through the copy that
 //! `aegeantic` re-exports: the macro gathers the parameters into a struct that derives
@@ -8,12 +8,17 @@
 //! parameter by parameter, so that an error names the parameter.
 #![warn(missing_docs)]
 
-use proc_macro::TokenStream;
-use proc_macro2::{Span, TokenStream as TokenStream2};
-use quote::{format_ident, quote};
-use syn::{parse_macro_input, Attribute, FnArg, Ident, ItemFn, LitStr, Pat, Type};
+mod generate;
+mod methods;
+mod params;
 
-/// Makes an `async fn` an agent tool.
+use proc_macro::TokenStream;
+use quote::quote;
+use syn::{parse_macro_input, Ident, ItemFn, ItemImpl, LitStr};
+
+use generate::{pascal_case, tool_impl, ToolDef};
+
+/// Makes a function an agent tool.
 ///
 /// ```ignore
 /// #[tool("Adds two integers")]
@@ -44,94 +49,97 @@ use syn::{parse_macro_input, Attribute, FnArg, Ident, ItemFn, LitStr, Pat, Type}
 ///   `Option` parameter is `None`.
 ///
 /// A parameter of type `ToolContext` receives the call's context and is left out of the
-/// schema. The function must return `Result<T, ToolError>` with `T: Serialize`.
+/// schema. The function must return `Result<T, E>` with `T: Serialize` and
+/// `ToolError: From<E>`.
+///
+/// A synchronous `fn` is run on tokio's blocking threads (`spawn_blocking`), so that it
+/// may block without stalling the agent; a panic in it fails the call. A timeout in the
+/// tool's policy ends the call, but cannot stop the thread, which runs the function to its
+/// end.
+///
+/// On methods, use `#[tools]` on their impl block.
 #[proc_macro_attribute]
 pub fn tool(attr: TokenStream, item: TokenStream) -> TokenStream {
     let description = parse_macro_input!(attr as LitStr);
     let function = parse_macro_input!(item as ItemFn);
-    expand(&description, function)
+    expand_fn(&description, function)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }
 
-fn expand(description: &LitStr, mut function: ItemFn) -> syn::Result<TokenStream2> {
-    let signature = &mut function.sig;
-    if signature.asyncness.is_none() {
-        return Err(syn::Error::new_spanned(
-            signature.fn_token,
-            "#[tool] needs an async fn",
-        ));
+/// Makes the `#[tool("...")]` methods of an impl block agent tools that share the instance.
+///
+/// ```ignore
+/// struct ApiTool {
+///     retry: RetryConfig,
+/// }
+///
+/// #[tools]
+/// impl ApiTool {
+///     #[tool("Fetch data from external API")]
+///     async fn fetch_data(&self, url: String, ctx: ToolContext) -> Result<String, ToolError> {
+///         // uses self.retry
+///     }
+///
+///     #[tool("The API's status")]
+///     fn status(&self) -> Result<String, ToolError> { Ok("up".into()) }
+/// }
+///
+/// let tools: Vec<Arc<dyn Tool>> = Arc::new(ApiTool { retry }).tools();
+/// ```
+///
+/// Each `#[tool]` method must take `&self`; its parameters and return type follow the
+/// rules of `#[tool]` on a function, a synchronous method runs on a blocking thread. For
+/// each, a struct named after the type and the method (`ApiToolFetchData`, with the
+/// method's visibility) holds an `Arc<ApiTool>` and implements `Tool` with the method's
+/// name (`"fetch_data"`); `ApiToolFetchData::new(arc)` makes one. The block gains
+/// `pub fn tools(self: Arc<Self>) -> Vec<Arc<dyn Tool>>`, every tool of the block in order,
+/// all sharing the one instance. Methods without `#[tool]` are left as they are.
+#[proc_macro_attribute]
+pub fn tools(attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        let attr = proc_macro2::TokenStream::from(attr);
+        return syn::Error::new_spanned(attr, "#[tools] takes no arguments")
+            .into_compile_error()
+            .into();
     }
+    let block = parse_macro_input!(item as ItemImpl);
+    methods::expand(block)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+fn expand_fn(description: &LitStr, mut function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
+    let signature = &mut function.sig;
     if !signature.generics.params.is_empty() {
         return Err(syn::Error::new_spanned(
             &signature.generics,
             "#[tool] functions cannot be generic",
         ));
     }
+    if let Some(receiver) = signature.receiver() {
+        return Err(syn::Error::new_spanned(
+            receiver,
+            "#[tool] functions cannot take self; on methods, put #[tools] on the impl block",
+        ));
+    }
+    let blocking = signature.asyncness.is_none();
     let fn_name = signature.ident.clone();
     let tool_name = fn_name.to_string();
     let struct_name = Ident::new(&pascal_case(&tool_name), fn_name.span());
-    let args_name = format_ident!("__{}Args", struct_name);
     let vis = function.vis.clone();
-
-    let mut fields = Vec::new();
-    let mut takes = Vec::new();
-    let mut locals = Vec::new();
-    let mut call_args = Vec::new();
-    for input in &mut signature.inputs {
-        let FnArg::Typed(typed) = input else {
-            return Err(syn::Error::new_spanned(
-                input,
-                "#[tool] functions cannot take self",
-            ));
-        };
-        // Doc comments and `#[schemars]` belong to the schema; the function keeps the rest.
-        let (field_attrs, kept) = typed.attrs.drain(..).partition::<Vec<_>, _>(|attr| {
-            attr.path().is_ident("doc") || attr.path().is_ident("schemars")
-        });
-        typed.attrs = kept;
-        if is_named(&typed.ty, "ToolContext") {
-            if let Some(attr) = field_attrs.first() {
-                return Err(syn::Error::new_spanned(
-                    attr,
-                    "the ToolContext parameter is not in the schema",
-                ));
-            }
-            call_args.push(quote!(__aegeantic_ctx.clone()));
-            continue;
-        }
-        let Pat::Ident(pat) = &*typed.pat else {
-            return Err(syn::Error::new_spanned(
-                &typed.pat,
-                "#[tool] parameters must be plain names",
-            ));
-        };
-        for attr in &field_attrs {
-            check_schemars_attr(attr)?;
-        }
-        let ident = &pat.ident;
-        let ty = &typed.ty;
-        let key = ident.to_string();
-        let key = key.strip_prefix("r#").unwrap_or(&key).to_owned();
-        fields.push(quote!(#(#field_attrs)* #ident: #ty));
-        // Locals of their own, so that no parameter name shadows the generated code's.
-        let local = format_ident!("__aegeantic_param_{}", locals.len());
-        takes.push(quote!(let #local = __aegeantic_args.take::<#ty>(#key);));
-        call_args.push(quote!(#local));
-        locals.push(local);
-    }
-    let krate = quote!(::aegeantic);
-    let unwrap = (!locals.is_empty()).then(|| {
-        quote! {
-            let (#(::std::option::Option::Some(#locals),)*) = (#(#locals,)*) else {
-                return ::std::result::Result::Err(#krate::agent::ToolError::InvalidArguments(
-                    ::std::string::String::from("invalid arguments"),
-                ));
-            };
-        }
+    let params = params::gather(signature)?;
+    let call_args = &params.call_args;
+    let invoke = quote!(#fn_name(#(#call_args),*));
+    let tool = tool_impl(ToolDef {
+        struct_name: &struct_name,
+        tool_name: &tool_name,
+        description,
+        params,
+        prelude: quote!(),
+        invoke,
+        blocking,
     });
-
-    let schemars_path = LitStr::new("::aegeantic::__private::schemars", Span::call_site());
     Ok(quote! {
         #function
 
@@ -139,148 +147,9 @@ fn expand(description: &LitStr, mut function: ItemFn) -> syn::Result<TokenStream
         #[derive(Clone, Copy, Debug, Default)]
         #vis struct #struct_name;
 
-        // The arguments object, for its schema (a doc comment would be its description).
-        #[derive(#krate::__private::schemars::JsonSchema)]
-        #[schemars(crate = #schemars_path)]
-        #[allow(non_camel_case_types, dead_code)]
-        struct #args_name { #(#fields,)* }
-
-        impl #krate::agent::Tool for #struct_name {
-            fn name(&self) -> &str {
-                #tool_name
-            }
-
-            fn description(&self) -> &str {
-                #description
-            }
-
-            fn parameters(&self) -> #krate::__private::serde_json::Value {
-                #krate::__private::parameters::<#args_name>()
-            }
-
-            fn call(
-                &self,
-                __aegeantic_args: #krate::__private::serde_json::Value,
-                __aegeantic_ctx: #krate::agent::ToolContext,
-            ) -> #krate::agent::ToolFuture<'_> {
-                ::std::boxed::Box::pin(async move {
-                    let _ = &__aegeantic_ctx;
-                    let mut __aegeantic_args = #krate::__private::Arguments::new(__aegeantic_args)?;
-                    #(#takes)*
-                    __aegeantic_args.finish()?;
-                    #unwrap
-                    let output = #fn_name(#(#call_args),*).await?;
-                    #krate::__private::serde_json::to_value(output).map_err(|error| {
-                        #krate::agent::ToolError::failed(format!("output is not JSON: {error}"))
-                    })
-                })
-            }
-        }
+        #tool
     })
-}
-
-/// Refuses `#[schemars(...)]` options that would part a parameter's property from its name.
-fn check_schemars_attr(attr: &Attribute) -> syn::Result<()> {
-    if !attr.path().is_ident("schemars") {
-        return Ok(());
-    }
-    attr.parse_nested_meta(|meta| {
-        for refused in ["rename", "skip", "skip_deserializing", "flatten", "default"] {
-            if meta.path.is_ident(refused) {
-                return Err(meta.error(format!(
-                    "#[schemars({refused})] is not supported on #[tool] parameters"
-                )));
-            }
-        }
-        // Skip the option's value, whatever its form.
-        if meta.input.peek(syn::Token![=]) {
-            meta.value()?.parse::<syn::Expr>()?;
-        } else if meta.input.peek(syn::token::Paren) {
-            let content;
-            syn::parenthesized!(content in meta.input);
-            content.parse::<TokenStream2>()?;
-        }
-        Ok(())
-    })
-}
-
-fn pascal_case(name: &str) -> String {
-    name.split('_')
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            chars
-                .next()
-                .map(|first| first.to_uppercase().chain(chars).collect::<String>())
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
-/// The last path segment of `ty`, and its generic arguments.
-fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
-    match ty {
-        Type::Path(path) if path.qself.is_none() => path.path.segments.last(),
-        Type::Reference(reference) => last_segment(&reference.elem),
-        Type::Group(group) => last_segment(&group.elem),
-        _ => None,
-    }
-}
-
-fn is_named(ty: &Type, name: &str) -> bool {
-    last_segment(ty).is_some_and(|segment| segment.ident == name)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn expand_str(function: &str) -> syn::Result<String> {
-        let function: ItemFn = syn::parse_str(function).unwrap();
-        expand(&LitStr::new("d", Span::call_site()), function).map(|tokens| tokens.to_string())
-    }
-
-    #[test]
-    fn names() {
-        assert_eq!(pascal_case("get_weather"), "GetWeather");
-        assert_eq!(pascal_case("add"), "Add");
-        assert!(is_named(
-            &syn::parse_str("aegeantic::agent::ToolContext").unwrap(),
-            "ToolContext"
-        ));
-    }
-
-    #[test]
-    fn sync_functions_are_refused() {
-        let error = expand_str("fn f(a: i64) -> Result<i64, E> { Ok(a) }").unwrap_err();
-        assert!(error.to_string().contains("async"));
-    }
-
-    #[test]
-    fn parameter_docs_move_to_the_schema_struct() {
-        let out = expand_str(
-            "async fn f(/// The count.\n #[schemars(range(min = 1))] #[allow(unused)] n: u32) \
-             -> Result<u32, E> { Ok(n) }",
-        )
-        .unwrap();
-        let function = &out[..out.find("# [doc = concat").unwrap()];
-        assert!(!function.contains("doc"), "{function}");
-        assert!(!function.contains("schemars"), "{function}");
-        assert!(function.contains("allow"), "{function}");
-        let args = &out[out.find("struct __FArgs").unwrap()..];
-        assert!(args.contains(r#"# [doc = " The count."] # [schemars (range (min = 1))] n : u32"#));
-    }
-
-    #[test]
-    fn renaming_schemars_options_are_refused() {
-        for option in ["rename = \"m\"", "skip", "default"] {
-            let function = format!("async fn f(#[schemars({option})] n: u32) -> R {{ Ok(n) }}");
-            let error = expand_str(&function).unwrap_err();
-            assert!(error.to_string().contains("not supported"), "{error}");
-        }
-        assert!(expand_str(
-            "async fn f(#[schemars(length(max = 3), extend(\"x\" = 1))] s: String) -> R { Ok(s) }"
-        )
-        .is_ok());
-    }
-}
+mod tests;

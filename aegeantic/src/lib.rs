@@ -57,7 +57,7 @@ pub mod resilience;
 pub mod testing;
 
 #[cfg(feature = "macros")]
-pub use aegeantic_macros::tool;
+pub use aegeantic_macros::{tool, tools};
 /// The `schemars` that `#[tool]` derives parameter schemas with, for deriving `JsonSchema` on
 /// your own parameter types without a dependency of your own:
 /// `#[derive(aegeantic::schemars::JsonSchema)]` with
@@ -69,7 +69,7 @@ pub use schemars;
 #[cfg(feature = "macros")]
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::agent::macro_support::{parameters, Arguments};
+    pub use crate::agent::macro_support::{blocking, parameters, Arguments};
     pub use schemars;
     pub use serde;
     pub use serde_json;

@@ -81,15 +81,16 @@ fn runner(server: &FaultServer, set: PatternSet, tool: Arc<Add>) -> AgentRunner 
         .unwrap();
     let config = AgentConfig {
         system_prompt: Some("You add numbers.".into()),
-        patterns: Some(set),
         ..AgentConfig::default()
     };
     let tools: Vec<Arc<dyn Tool>> = vec![tool];
-    AgentRunner::new(Agent::new(
-        config,
-        ResilientProvider::new(provider).retry(retry),
-        tools,
-    ))
+    let agent = Agent::builder()
+        .config(config)
+        .patterns(set)
+        .tools(tools)
+        .llm_provider(ResilientProvider::new(provider).retry(retry))
+        .build();
+    AgentRunner::new(agent)
 }
 
 /// The events without model chunks and pattern content, whose number depends on the split.
@@ -114,7 +115,9 @@ fn kinds(events: &[AgentEvent]) -> Vec<String> {
                         "end {segment} {closed} call {}({})",
                         call.name, call.arguments
                     ),
-                    Some(Err(error)) => format!("end {segment} {closed} error {error}"),
+                    Some(Err(error)) => {
+                        format!("end {segment} {closed} error {}", DisplayChain(error))
+                    }
                 },
                 AgentEvent::LlmComplete { tool_calls, .. } => {
                     format!("complete {}", tool_calls.len())
@@ -125,7 +128,8 @@ fn kinds(events: &[AgentEvent]) -> Vec<String> {
                 } => format!("output {output} {is_error}"),
                 AgentEvent::ToolEnd { success, .. } => format!("tool end {success}"),
                 AgentEvent::Retry { event, .. } => format!("retry {}", event.operation_type),
-                AgentEvent::StepComplete { response, .. } => format!("done {response}"),
+                AgentEvent::StepComplete { result, .. } => format!("done {}", result.response),
+                AgentEvent::ContextWrite { key, .. } => format!("write {key}"),
                 AgentEvent::Error { error, .. } => format!("error {}", DisplayChain(&**error)),
                 other => format!("{other:?}"),
             })
@@ -173,9 +177,11 @@ async fn a_text_tool_call_runs_end_to_end_with_tags_split_at_every_position() {
         "tool add",
         "output 5 false",
         "tool end true",
+        "write tool:result:1:text_call_1_0",
         "start 0 Reasoning",
         "end 0 true 2 + 3 = 5",
         "complete 0",
+        "write response",
         "done The sum is 5.",
     ];
     for run in 0..=splits.len() {
@@ -215,7 +221,7 @@ async fn a_text_tool_call_runs_end_to_end_with_tags_split_at_every_position() {
     assert_eq!(second[3]["role"], "user");
     assert_eq!(
         second[3]["content"],
-        r#"<tool_result>{"call_id":"text_call_0","name":"add","result":5}</tool_result>"#
+        r#"<tool_result>{"call_id":"text_call_1_0","name":"add","result":5}</tool_result>"#
     );
 }
 
@@ -248,10 +254,13 @@ async fn text_calls_get_the_tools_policy_and_several_run_in_order() {
             "retry tool",
             "output 3 false",
             "tool end true",
+            "write tool:result:1:x",
             "tool add",
             "output 7 false",
             "tool end true",
+            "write tool:result:1:text_call_1_1",
             "complete 0",
+            "write response",
             "done 3 and 7.",
         ]
     );
@@ -264,7 +273,7 @@ async fn text_calls_get_the_tools_policy_and_several_run_in_order() {
     assert_eq!(
         results,
         "<tool_result>{\"call_id\":\"x\",\"name\":\"add\",\"result\":3}</tool_result>\n\
-         <tool_result>{\"call_id\":\"text_call_1\",\"name\":\"add\",\"result\":7}</tool_result>"
+         <tool_result>{\"call_id\":\"text_call_1_1\",\"name\":\"add\",\"result\":7}</tool_result>"
     );
 }
 
@@ -286,41 +295,44 @@ async fn a_malformed_or_unclosed_text_call_is_told_to_the_model() {
     .unwrap();
     let mut runner = runner(&server, PatternSet::tool_tags(), add());
     let events: Vec<AgentEvent> = runner.step_stream("2 + 3?").collect().await;
-    let kinds = kinds(&events);
-    assert!(
-        kinds[1].starts_with("end 0 true error the tool call is not valid JSON"),
-        "{kinds:?}"
-    );
-    // The malformed call has no name; it fails at once, the model told why.
-    assert_eq!(kinds[2..4], ["complete 1", "tool "]);
-    assert!(
-        kinds[4]
-            .starts_with("output \"error: invalid arguments: the tool call is not valid JSON: "),
-        "{kinds:?}"
-    );
-    assert!(kinds[4].ends_with(" true"), "{kinds:?}");
-    assert_eq!(kinds[5], "tool end false");
+    let json_error = "the tool call is not valid JSON: trailing comma at line 1 column 38";
+    let unclosed = "the tool call was not closed with \\\"</tool>\\\"";
     assert_eq!(
-        kinds[7],
-        "end 0 false error the tool call was not closed with \"</tool>\""
+        kinds(&events),
+        [
+            "start 0 Tool".to_owned(),
+            format!("end 0 true error {json_error}"),
+            "complete 1".into(),
+            // No name, and it fails at once: the model is told why.
+            "tool ".into(),
+            format!("output \"error: invalid arguments: {json_error}\" true"),
+            "tool end false".into(),
+            "write tool:result:1:text_call_1_0".into(),
+            "start 0 Tool".into(),
+            format!("end 0 false error {}", unclosed.replace('\\', "")),
+            "complete 1".into(),
+            "tool ".into(),
+            format!("output \"error: invalid arguments: {unclosed}\" true"),
+            "tool end false".into(),
+            "write tool:result:1:text_call_2_0".into(),
+            "start 0 Tool".into(),
+            r#"end 0 true call sub({})"#.into(),
+            "complete 1".into(),
+            "tool sub".into(),
+            r#"output "error: unknown tool \"sub\"" true"#.into(),
+            "tool end false".into(),
+            "write tool:result:1:text_call_3_0".into(),
+            "complete 0".into(),
+            "write response".into(),
+            "done Sorry, I cannot.".into(),
+        ]
     );
-    assert!(
-        kinds.contains(&"output \"error: unknown tool \\\"sub\\\"\" true".to_owned()),
-        "{kinds:?}"
-    );
-    assert_eq!(kinds.last().unwrap(), "done Sorry, I cannot.");
     let requests = server.requests();
     assert_eq!(requests.len(), 4);
-    let told = requests[1].body["messages"][3]["content"].as_str().unwrap();
-    assert!(
-        told.starts_with("<tool_result>{\"call_id\":\"text_call_0\",\"error\":\"error: invalid arguments: the tool call is not valid JSON: "),
-        "{told}"
-    );
-    let told = requests[2].body["messages"][5]["content"].as_str().unwrap();
-    assert!(
-        told.contains("was not closed with \\\"</tool>\\\""),
-        "{told}"
-    );
+    let told = &requests[1].body["messages"][3]["content"];
+    let expected = json!({"call_id": "text_call_1_0", "name": "",
+        "error": format!("error: invalid arguments: {json_error}")});
+    assert_eq!(told, &format!("<tool_result>{expected}</tool_result>"));
 }
 
 #[tokio::test]
@@ -349,6 +361,7 @@ async fn a_retried_model_call_leaves_no_segment_of_the_failed_attempt() {
             "start 0 Reasoning",
             "end 0 true no tool",
             "complete 0",
+            "write response",
             "done Nothing to add.",
         ]
     );

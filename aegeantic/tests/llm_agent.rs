@@ -110,11 +110,10 @@ fn kind(event: &AgentEvent) -> String {
         AgentEvent::Retry { event, .. } => format!("retry:{}", event.operation_type),
         AgentEvent::RateLimit { .. } => "rate".into(),
         AgentEvent::Error { error, .. } => format!("error:{error}"),
-        AgentEvent::StepComplete {
-            response,
-            iterations,
-            ..
-        } => format!("done:{iterations}:{response}"),
+        AgentEvent::ContextWrite { key, .. } => format!("write:{key}"),
+        AgentEvent::StepComplete { result, .. } => {
+            format!("done:{}:{}", result.iterations, result.response)
+        }
         other => format!("{other:?}"),
     }
 }
@@ -149,12 +148,16 @@ async fn a_tool_call_round_trip_through_429s_and_a_cut_stream() {
             "start:add",
             "output:5:false",
             "end:true",
+            "write:tool:result:1:call_1",
             "retry:llm",
             "complete(0)",
+            "write:response",
             "done:2:The sum is 5.",
         ]
     );
-    assert!(events.iter().all(|e| e.step_id() == "step-1"));
+    let id = events[0].step_id();
+    assert!(id.starts_with("step_") && id.len() == 37, "{id}");
+    assert!(events.iter().all(|e| e.step_id() == id));
     let mut monitor = ResilienceMonitor::new();
     events.iter().for_each(|e| monitor.handle_event(e));
     assert_eq!(monitor.retry_count(), 3);
@@ -280,7 +283,9 @@ async fn a_step_dropped_at_any_event_leaves_the_history_as_it_was() {
             "start:add",
             "output:5:false",
             "end:true",
+            "write:tool:result:1:call_1",
             "complete(0)",
+            "write:response",
             "done:2:The sum is 5.",
         ]
     );
@@ -308,7 +313,7 @@ async fn a_step_dropped_at_any_event_leaves_the_history_as_it_was() {
         switch.to(&second);
         let (_, kinds) = step(&mut runner, "Thanks!").await;
         if after_drop != expected
-            || kinds != ["complete(0)", "done:1:Bye."]
+            || kinds != ["complete(0)", "write:response", "done:1:Bye."]
             || runner.history() != answered(expected, "Thanks!", "Bye.")
         {
             wrong.push(format!(
@@ -333,14 +338,20 @@ async fn a_failed_step_leaves_the_history_as_it_was() {
     let before = runner.history().to_vec();
     let (_, kinds) = step(&mut runner, "What is 2 + 3?").await;
     assert_eq!(
-        kinds[..4],
-        ["complete(1)", "start:add", "output:5:false", "end:true"]
+        kinds[..5],
+        [
+            "complete(1)",
+            "start:add",
+            "output:5:false",
+            "end:true",
+            "write:tool:result:1:call_1"
+        ]
     );
-    assert!(kinds[4].starts_with("error:model call failed"), "{kinds:?}");
+    assert!(kinds[5].starts_with("error:model call failed"), "{kinds:?}");
     assert_eq!(runner.history(), before);
 
     let (_, kinds) = step(&mut runner, "Thanks!").await;
-    assert_eq!(kinds, ["complete(0)", "done:1:Bye."]);
+    assert_eq!(kinds, ["complete(0)", "write:response", "done:1:Bye."]);
     assert_eq!(runner.history(), answered(&before, "Thanks!", "Bye."));
     assert_eq!(
         server.requests()[2].body["messages"],

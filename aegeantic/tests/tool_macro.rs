@@ -296,3 +296,136 @@ async fn count_nodes(tree: Tree) -> Result<usize, ToolError> {
     }
     Ok(count(&tree))
 }
+
+/// Blocks its thread until it hears from the async side, or gives up after 10 s.
+#[tool("Waits for a signal")]
+fn wait_for_signal(ctx: ToolContext) -> Result<String, ToolError> {
+    let signal = SIGNAL
+        .lock()
+        .unwrap()
+        .take()
+        .expect("one receiver per test");
+    signal
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .map_err(|error| ToolError::failed(format!("{}: {error}", ctx.call_id())))
+}
+
+static SIGNAL: std::sync::Mutex<Option<std::sync::mpsc::Receiver<String>>> =
+    std::sync::Mutex::new(None);
+
+#[tool("Panics")]
+fn explode() -> Result<i64, ToolError> {
+    panic!("boom")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_sync_tool_runs_off_the_async_thread() {
+    let caller = std::thread::current().id();
+    #[tool("Names the thread it runs on")]
+    fn thread_name() -> Result<String, ToolError> {
+        Ok(format!("{:?}", std::thread::current().id()))
+    }
+    let out = ThreadName
+        .call(json!({}), ToolContext::detached("c"))
+        .await
+        .unwrap();
+    assert_ne!(out, json!(format!("{caller:?}")));
+    // The tool blocks until a task on the runtime's only thread sends to it: it can only
+    // finish if it is not blocking that thread.
+    let (send, receive) = std::sync::mpsc::channel();
+    *SIGNAL.lock().unwrap() = Some(receive);
+    let call = WaitForSignal.call(json!({}), ToolContext::detached("w"));
+    let signal = async move {
+        tokio::task::yield_now().await;
+        send.send("go".to_owned()).unwrap();
+    };
+    let (out, ()) = tokio::join!(call, signal);
+    assert_eq!(out.unwrap(), json!("go"));
+    let error = Explode
+        .call(json!({}), ToolContext::detached("c"))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("panic"), "{error}");
+}
+
+/// A client with state of its own that its tools share.
+struct Counter {
+    calls: std::sync::atomic::AtomicU32,
+    step: u32,
+}
+
+#[aegeantic::tools]
+impl Counter {
+    /// Adds `step` to the shared count.
+    #[tool("Increments the counter")]
+    async fn increment(
+        &self,
+        /// How many steps.
+        times: Option<u32>,
+        ctx: ToolContext,
+    ) -> Result<Value, ToolError> {
+        let add = self.step * times.unwrap_or(1);
+        let now = self
+            .calls
+            .fetch_add(add, std::sync::atomic::Ordering::SeqCst)
+            + add;
+        Ok(json!({ "count": now, "call": ctx.call_id() }))
+    }
+
+    #[tool("Reads the counter")]
+    pub fn read(&self) -> Result<u32, ToolError> {
+        Ok(self.calls.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Not a tool.
+    fn reset(&self) {
+        self.calls.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn methods_are_tools_sharing_one_instance() {
+    let counter = std::sync::Arc::new(Counter {
+        calls: 0.into(),
+        step: 5,
+    });
+    let tools = std::sync::Arc::clone(&counter).tools();
+    let names: Vec<&str> = tools.iter().map(|tool| tool.name()).collect();
+    assert_eq!(names, ["increment", "read"]);
+    assert_eq!(tools[0].description(), "Increments the counter");
+    assert_eq!(
+        tools[0].parameters(),
+        json!({"type": "object", "required": [], "properties": {
+            "times": {"description": "How many steps.", "type": ["integer", "null"],
+                      "format": "uint32", "minimum": 0}}})
+    );
+    let out = tools[0]
+        .call(json!({"times": 2}), ToolContext::detached("c7"))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"count": 10, "call": "c7"}));
+    let one = CounterIncrement::new(std::sync::Arc::clone(&counter));
+    one.call(json!({}), ToolContext::detached("c8"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tools[1]
+            .call(json!({}), ToolContext::detached("c9"))
+            .await
+            .unwrap(),
+        json!(15)
+    );
+    let error = tools[0]
+        .call(json!({"times": "x"}), ToolContext::detached("c"))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("parameter `times`"), "{error}");
+    counter.reset();
+    assert_eq!(
+        CounterRead::new(counter)
+            .call(json!({}), ToolContext::detached("c"))
+            .await
+            .unwrap(),
+        json!(0)
+    );
+}

@@ -104,8 +104,13 @@ pub fn event(out: &mut dyn Write, paint: &Paint, event: &AgentEvent) -> io::Resu
             let line = format!("[step failed: {}]", DisplayChain(&**error));
             writeln!(out, "\n{}", paint.paint("31", &line))
         }
-        AgentEvent::StepComplete { iterations, .. } => {
-            let line = format!("[step complete after {iterations} model calls]");
+        AgentEvent::ContextWrite { key, version, .. } => writeln!(
+            out,
+            "{}",
+            paint.paint("2", &format!("[context: {key} v{version}]"))
+        ),
+        AgentEvent::StepComplete { result, .. } => {
+            let line = format!("[step complete after {} model calls]", result.iterations);
             writeln!(out, "{}", paint.paint("1", &line))
         }
         other => writeln!(out, "{other:?}"),

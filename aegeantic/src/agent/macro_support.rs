@@ -1,4 +1,5 @@
-//! What the code `#[tool]` generates calls: the parameters schema and argument parsing.
+//! What the code `#[tool]` generates calls: the parameters schema, argument parsing, and the
+//! blocking thread of a synchronous tool.
 
 use schemars::generate::SchemaSettings;
 use schemars::transform::ReplaceUnevaluatedProperties;
@@ -7,6 +8,18 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::agent::ToolError;
+
+/// Runs a synchronous tool function on tokio's blocking threads. A panic in it fails the
+/// call; the function's own `Result` is the output.
+pub async fn blocking<F, R>(function: F) -> Result<R, ToolError>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    tokio::task::spawn_blocking(function)
+        .await
+        .map_err(|error| ToolError::failed(format!("the tool did not finish ({error})")))
+}
 
 /// The parameters schema of a tool whose arguments object is `T`, a struct with one
 /// field per parameter that derives `JsonSchema`.

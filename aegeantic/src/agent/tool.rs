@@ -134,27 +134,34 @@ impl<T: Tool> Tool for WithPolicy<T> {
     }
 }
 
-/// What a running tool knows about its call, and where it reports resilience events.
+/// What a running tool knows about its call, and where it reports resilience events and
+/// partial output.
 ///
-/// A tool that wraps its own work in
-/// [`resilient_stream`](crate::resilience::resilient_stream) passes each item to
+/// A tool that wraps its own work in [`resilient`](crate::resilience::resilient) or
+/// [`resilient_stream`](crate::resilience::resilient_stream) passes each event to
 /// [`report`](ToolContext::report); the events appear in the agent's step stream while the
-/// tool is still running.
+/// tool is still running. [`partial`](ToolContext::partial) does the same for output.
 #[derive(Clone, Debug)]
 pub struct ToolContext {
     step_id: Arc<str>,
     call_id: Arc<str>,
-    events: Option<mpsc::UnboundedSender<ToolEventItem>>,
+    events: Option<mpsc::UnboundedSender<ToolReport>>,
 }
 
-/// A resilience event reported by a tool: a [`Resilient`] that holds no data.
-pub(crate) type ToolEventItem = Resilient<std::convert::Infallible>;
+/// What a running tool reports to the step stream.
+#[derive(Debug)]
+pub(crate) enum ToolReport {
+    /// A resilience event: a [`Resilient`] that holds no data.
+    Event(Resilient<std::convert::Infallible>),
+    /// Output before the result.
+    Partial(Value),
+}
 
 impl ToolContext {
     pub(crate) fn new(
         step_id: Arc<str>,
         call_id: Arc<str>,
-        events: mpsc::UnboundedSender<ToolEventItem>,
+        events: mpsc::UnboundedSender<ToolReport>,
     ) -> Self {
         ToolContext {
             step_id,
@@ -193,7 +200,29 @@ impl ToolContext {
             EventRef::Circuit(event) => Resilient::Circuit(event.clone()),
         };
         // The step stream is gone when the receiver is: nobody is left to tell.
-        let _ = events.send(event);
+        let _ = events.send(ToolReport::Event(event));
+    }
+
+    /// Shows `output` in the step stream now, as an
+    /// [`AgentEvent::ToolOutput`](super::AgentEvent::ToolOutput) with `partial: true`,
+    /// before the call's result. The model is sent only the result.
+    ///
+    /// ```
+    /// use aegeantic::agent::{ToolContext, ToolError};
+    /// use serde_json::json;
+    ///
+    /// async fn crawl(pages: u32, ctx: ToolContext) -> Result<u32, ToolError> {
+    ///     for page in 1..=pages {
+    ///         ctx.partial(json!({"crawled": page, "of": pages}));
+    ///     }
+    ///     Ok(pages)
+    /// }
+    /// ```
+    pub fn partial(&self, output: impl Into<Value>) {
+        if let Some(events) = &self.events {
+            // As for `report`: a gone receiver means a gone step.
+            let _ = events.send(ToolReport::Partial(output.into()));
+        }
     }
 }
 

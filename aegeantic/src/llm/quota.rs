@@ -9,6 +9,7 @@ use std::time::Duration;
 
 /// The server's view of one limit at the moment it answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct QuotaWindow {
     /// The limit itself (OpenAI's `x-ratelimit-limit-*`, Anthropic's
     /// `anthropic-ratelimit-*-limit`), when sent.
@@ -22,6 +23,7 @@ pub struct QuotaWindow {
 
 /// The server's rate-limit headers of one response.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Quota {
     /// Requests.

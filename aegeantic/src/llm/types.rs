@@ -31,6 +31,7 @@ impl Role {
 
 /// A complete tool call the model made: the assembled form of [`ToolCallDelta`]s.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ToolCall {
     /// The provider's id for the call; the tool's result refers to it.
     pub id: String,
@@ -129,6 +130,7 @@ impl LlmRequest {
 /// Fragments with the same `index` belong to one call: `id` and `name` usually come with
 /// the first, and the `arguments` fragments are concatenated in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ToolCallDelta {
     /// Which of the response's tool calls this belongs to.
     pub index: u32,
@@ -142,6 +144,7 @@ pub struct ToolCallDelta {
 
 /// Token counts for one response.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Usage {
     /// Tokens in the prompt.
     pub prompt_tokens: u64,
@@ -151,6 +154,8 @@ pub struct Usage {
 
 /// Why the model stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum FinishReason {
     /// A natural end, or a stop sequence.
     Stop,
@@ -180,6 +185,8 @@ impl FinishReason {
 /// One typed piece of a streamed response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum LlmChunk {
     /// More response text.
     Text(String),
@@ -191,4 +198,14 @@ pub enum LlmChunk {
     Finish(FinishReason),
     /// The server's rate-limit headers, first in a stream whose response carried them.
     Quota(Quota),
+}
+
+impl LlmChunk {
+    /// The text of a [`LlmChunk::Text`]; `None` for any other chunk.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            LlmChunk::Text(text) => Some(text),
+            _ => None,
+        }
+    }
 }

@@ -51,7 +51,8 @@ pub struct SegmentEnd {
     /// Whether its end tag was read; `false` when the answer ended inside it.
     pub closed: bool,
     /// For a [`SegmentKind::Tool`] segment, the call, or why it is none. A call without a
-    /// `call_id` of its own gets `text_call_{segment}`.
+    /// `call_id` of its own gets `{prefix}{segment}`, the prefix `text_call_` unless set
+    /// with [`Extractor::with_call_id_prefix`].
     pub call: Option<Result<ToolCall, ToolCallError>>,
 }
 
@@ -129,6 +130,7 @@ pub struct Extractor {
     utf8_tail: Vec<u8>,
     open: Option<Open>,
     next_segment: u32,
+    call_id_prefix: String,
 }
 
 #[derive(Clone, Debug)]
@@ -149,6 +151,7 @@ impl Extractor {
             utf8_tail: Vec::new(),
             open: None,
             next_segment: 0,
+            call_id_prefix: "text_call_".to_owned(),
         }
     }
 
@@ -157,6 +160,20 @@ impl Extractor {
     pub fn with_cap(mut self, cap: usize) -> Self {
         self.cap = cap;
         self
+    }
+
+    /// The same extractor, naming calls without a `call_id` of their own
+    /// `{prefix}{segment}`. A loop over several answers gives each answer a prefix of its
+    /// own, so that ids stay unique (the runner uses `text_call_{model call}_`).
+    #[must_use]
+    pub fn with_call_id_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.call_id_prefix = prefix.into();
+        self
+    }
+
+    /// The id of segment `segment`'s call when the model gave it none.
+    pub(crate) fn fallback_id(&self, segment: u32) -> String {
+        format!("{}{segment}", self.call_id_prefix)
     }
 
     /// The pattern set.
@@ -346,8 +363,11 @@ impl Extractor {
     fn close(&self, open: Open) -> SegmentEnd {
         let pattern = &self.set.patterns()[open.pattern];
         let call = (pattern.kind == SegmentKind::Tool).then(|| {
-            let fallback_id = format!("text_call_{}", open.segment);
-            parse_call(&open.content, pattern.format, fallback_id)
+            parse_call(
+                &open.content,
+                pattern.format,
+                self.fallback_id(open.segment),
+            )
         });
         SegmentEnd {
             segment: open.segment,

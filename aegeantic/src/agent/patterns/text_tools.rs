@@ -27,9 +27,11 @@ pub(crate) struct TextTools {
 }
 
 impl TextTools {
-    pub(crate) fn new(set: &PatternSet) -> Self {
+    /// For the `model_call`-th model call of a step, from 1.
+    pub(crate) fn new(set: &PatternSet, model_call: u32) -> Self {
+        let prefix = format!("text_call_{model_call}_");
         TextTools {
-            extractor: Extractor::new(set.clone()),
+            extractor: Extractor::new(set.clone()).with_call_id_prefix(prefix),
             found: Extraction::default(),
             calls: Vec::new(),
         }
@@ -81,7 +83,7 @@ impl TextTools {
                 },
                 Err(error) => TextCall {
                     call: ToolCall {
-                        id: format!("text_call_{}", end.segment),
+                        id: self.extractor.fallback_id(end.segment),
                         name: String::new(),
                         arguments: end.content.clone(),
                     },
