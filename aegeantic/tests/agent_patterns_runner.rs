@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aegeantic::agent::{
-    tool_retry_on, Agent, AgentConfig, AgentError, AgentEvent, AgentRunner, ExtractError,
-    PatternSet, SegmentKind, Tool, ToolContext, ToolError, ToolFuture, ToolPolicy,
-    DEFAULT_INPUT_CAP,
+    tool_retry_on, Agent, AgentConfig, AgentError, AgentEvent, AgentRunner, DecidedBy,
+    ExtractError, PatternSet, SegmentKind, Tool, ToolApproval, ToolContext, ToolDecision,
+    ToolError, ToolFuture, ToolPolicy, DEFAULT_INPUT_CAP,
 };
 use aegeantic::llm::{llm_retry_on, OpenAiCompatible, OpenAiConfig, ResilientProvider};
 use aegeantic::report::DisplayChain;
@@ -71,6 +71,15 @@ impl Tool for Add {
 }
 
 fn runner(server: &FaultServer, set: PatternSet, tool: Arc<Add>) -> AgentRunner {
+    configured(server, set, tool, AgentConfig::default())
+}
+
+fn configured(
+    server: &FaultServer,
+    set: PatternSet,
+    tool: Arc<Add>,
+    config: AgentConfig,
+) -> AgentRunner {
     let provider =
         OpenAiCompatible::new(OpenAiConfig::new(server.base_url(), "no-function-calling")).unwrap();
     let retry = RetryConfig::builder()
@@ -81,7 +90,7 @@ fn runner(server: &FaultServer, set: PatternSet, tool: Arc<Add>) -> AgentRunner 
         .unwrap();
     let config = AgentConfig {
         system_prompt: Some("You add numbers.".into()),
-        ..AgentConfig::default()
+        ..config
     };
     let tools: Vec<Arc<dyn Tool>> = vec![tool];
     let agent = Agent::builder()
@@ -435,4 +444,144 @@ async fn a_hostile_answer_past_the_cap_ends_the_step_with_a_typed_error() {
         .sum();
     assert!(content < DEFAULT_INPUT_CAP, "{content}");
     assert_eq!(runner.history().len(), 1, "the failed step left nothing");
+}
+
+#[tokio::test]
+async fn text_calls_go_through_the_allow_list_and_the_approval_hook() {
+    let calls = "<tool_call>{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}</tool_call>\
+                 <tool_call>{\"name\": \"add\", \"arguments\": {\"a\": 100, \"b\": 2}}</tool_call>\
+                 <tool_call>{\"name\": \"sub\", \"arguments\": {}}</tool_call>";
+    let server = FaultServer::validating([
+        Reply::text(&[calls], Duration::ZERO),
+        Reply::text(&["<think>one of three</think>3"], Duration::ZERO),
+    ])
+    .await
+    .unwrap();
+    let config = AgentConfig {
+        allowed_tools: Some(vec!["add".into()]),
+        on_tool_detected: Some(ToolApproval::new(|call| async move {
+            if call.arguments.contains("100") {
+                ToolDecision::reject("too big")
+            } else {
+                ToolDecision::Accept
+            }
+        })),
+        ..AgentConfig::default()
+    };
+    let tool = add();
+    let mut runner = configured(&server, PatternSet::xml_tags(), Arc::clone(&tool), config);
+    let mut decisions = Vec::new();
+    let mut result = None;
+    let mut events = runner.step_stream("sums");
+    while let Some(event) = events.next().await {
+        match event {
+            AgentEvent::ToolDecision {
+                name,
+                decision,
+                decided_by,
+                ..
+            } => decisions.push((name, decision, decided_by)),
+            AgentEvent::StepComplete { result: done, .. } => result = Some(done),
+            _ => {}
+        }
+    }
+    drop(events);
+    assert_eq!(
+        decisions,
+        [
+            ("add".to_owned(), ToolDecision::Accept, DecidedBy::Hook),
+            (
+                "add".to_owned(),
+                ToolDecision::reject("too big"),
+                DecidedBy::Hook
+            ),
+            (
+                "sub".to_owned(),
+                ToolDecision::reject("the tool \"sub\" is not allowed"),
+                DecidedBy::AllowList
+            ),
+        ]
+    );
+    assert_eq!(
+        tool.calls.load(Ordering::SeqCst),
+        1,
+        "only the accepted call ran"
+    );
+    let result = result.expect("the step completes");
+    assert_eq!(result.response, "3");
+    let outputs: Vec<(&str, &Value, bool)> = result
+        .tool_calls
+        .iter()
+        .map(|call| (call.call.id.as_str(), &call.output, call.is_error))
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            ("text_call_1_0", &json!(3), false),
+            ("text_call_1_1", &json!("rejected: too big"), true),
+            (
+                "text_call_1_2",
+                &json!("rejected: the tool \"sub\" is not allowed"),
+                true
+            ),
+        ]
+    );
+    // The Hermes-style set sends results back in its own tags.
+    let results = server.requests()[1].body["messages"][3]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(results.matches("<tool_response>").count(), 3, "{results}");
+    assert!(
+        results.contains(r#""error":"rejected: too big""#),
+        "{results}"
+    );
+    // The context has each result under the call's id.
+    let stored = runner
+        .agent()
+        .context()
+        .get("tool:result:1:text_call_1_1")
+        .unwrap()
+        .expect("the rejected call's result is stored");
+    assert!(stored.to_text().contains("too big"), "{}", stored.to_text());
+}
+
+#[cfg(feature = "serde")]
+#[tokio::test]
+async fn pattern_events_serialise_with_their_type() {
+    let server = FaultServer::validating([
+        Reply::text(
+            &["<tool>{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}</tool>"],
+            Duration::ZERO,
+        ),
+        Reply::text(&["<tool>{\"name\": 1}</tool>"], Duration::ZERO),
+        Reply::text(&["done"], Duration::ZERO),
+    ])
+    .await
+    .unwrap();
+    let mut runner = runner(&server, PatternSet::tool_tags(), add());
+    let events: Vec<Value> = runner
+        .step_stream("go")
+        .map(|event| serde_json::to_value(&event).unwrap())
+        .collect()
+        .await;
+    let of_type =
+        |kind: &str| -> Vec<&Value> { events.iter().filter(|e| e["type"] == kind).collect() };
+    let start = of_type("pattern_start")[0];
+    assert_eq!(
+        (&start["segment"], &start["kind"]),
+        (&json!(0), &json!("tool"))
+    );
+    assert!(start["timestamp"].as_f64().unwrap() > 1.7e9, "{start}");
+    assert_eq!(of_type("pattern_content")[0]["kind"], "tool");
+    let ends = of_type("pattern_end");
+    assert_eq!(
+        ends[0]["call"],
+        json!({"ok": {"id": "text_call_1_0", "name": "add", "arguments": "{\"a\":1,\"b\":2}"}})
+    );
+    assert_eq!(ends[0]["closed"], true);
+    assert_eq!(
+        ends[1]["call"],
+        json!({"error": "the tool call does not name a tool"})
+    );
 }
