@@ -442,7 +442,7 @@ proptest! {
         chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..20),
         tagged in any::<bool>(),
     ) {
-        let mut extractor = Extractor::new(set).with_cap(cap);
+        let mut extractor = Extractor::new(set.with_input_cap(cap));
         let mut taken = 0usize;
         for (n, chunk) in chunks.iter().enumerate() {
             // Half the runs open a segment first, so that content piles up.

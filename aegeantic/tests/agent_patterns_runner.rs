@@ -444,6 +444,19 @@ async fn a_hostile_answer_past_the_cap_ends_the_step_with_a_typed_error() {
         .sum();
     assert!(content < DEFAULT_INPUT_CAP, "{content}");
     assert_eq!(runner.history().len(), 1, "the failed step left nothing");
+
+    // A set's own cap holds the same way.
+    let server =
+        FaultServer::validating([Reply::text(&["a".repeat(40).as_str(); 2], Duration::ZERO)])
+            .await
+            .unwrap();
+    let mut capped = crate::runner(&server, PatternSet::tool_tags().with_input_cap(64), add());
+    let events: Vec<AgentEvent> = capped.step_stream("hi").collect().await;
+    assert!(matches!(
+        events.last(),
+        Some(AgentEvent::Error { error, .. })
+            if matches!(**error, AgentError::Patterns(ExtractError::InputCap { cap: 64 }))
+    ));
 }
 
 #[tokio::test]

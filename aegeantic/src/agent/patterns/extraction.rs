@@ -31,7 +31,7 @@ impl Extraction {
 }
 
 impl PatternSet {
-    /// The segments of a whole answer `text`, capped at the default input cap.
+    /// The segments of a whole answer `text`.
     ///
     /// ```
     /// use aegeantic::agent::PatternSet;
@@ -47,7 +47,8 @@ impl PatternSet {
     /// ```
     ///
     /// # Errors
-    /// [`ExtractError::InputCap`] for a text over the cap.
+    /// [`ExtractError::InputCap`] for a text over the set's
+    /// [`input_cap`](PatternSet::input_cap).
     pub fn extract(&self, text: &str) -> Result<Extraction, ExtractError> {
         let mut extractor = Extractor::new(self.clone());
         let mut extraction = Extraction::default();

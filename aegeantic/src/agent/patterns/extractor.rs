@@ -5,9 +5,6 @@ use super::matcher::{find, Found};
 use super::{OutsideText, PatternSet, SegmentKind, ToolCallError};
 use crate::llm::ToolCall;
 
-/// The input cap of a new [`Extractor`]: 1 MiB.
-pub const DEFAULT_INPUT_CAP: usize = 1 << 20;
-
 /// What the extractor found, in the order of the text.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -95,8 +92,9 @@ pub enum ExtractError {
 ///   [`ToolCallError::Unclosed`], so a cut-off call never runs).
 /// - A tool segment whose content is no call (bad JSON, no name) ends with the error in
 ///   [`SegmentEnd::call`]; extraction goes on.
-/// - The bytes taken in since the last [`reset`](Extractor::reset) never exceed the cap
-///   ([`DEFAULT_INPUT_CAP`] unless set): a chunk that would pass it is refused with
+/// - The bytes taken in since the last [`reset`](Extractor::reset) never exceed the set's
+///   [`input_cap`](PatternSet::input_cap) (1 MiB unless set): a chunk that would pass it
+///   is refused with
 ///   [`ExtractError::InputCap`], so what the extractor holds stays under the cap, whatever
 ///   the stream sends.
 ///
@@ -121,7 +119,6 @@ pub enum ExtractError {
 #[derive(Clone, Debug)]
 pub struct Extractor {
     set: PatternSet,
-    cap: usize,
     /// Bytes taken in since the last reset.
     taken: usize,
     /// The end of the text taken in that may begin a tag.
@@ -141,11 +138,10 @@ struct Open {
 }
 
 impl Extractor {
-    /// An extractor for `set`, capped at [`DEFAULT_INPUT_CAP`] bytes.
+    /// An extractor for `set`.
     pub fn new(set: PatternSet) -> Self {
         Extractor {
             set,
-            cap: DEFAULT_INPUT_CAP,
             taken: 0,
             held: String::new(),
             utf8_tail: Vec::new(),
@@ -153,13 +149,6 @@ impl Extractor {
             next_segment: 0,
             call_id_prefix: "text_call_".to_owned(),
         }
-    }
-
-    /// The same extractor with an input cap of `cap` bytes per answer.
-    #[must_use]
-    pub fn with_cap(mut self, cap: usize) -> Self {
-        self.cap = cap;
-        self
     }
 
     /// The same extractor, naming calls without a `call_id` of their own
@@ -217,11 +206,12 @@ impl Extractor {
     /// [`ExtractError::InvalidUtf8`] for bytes that are not UTF-8. The chunk is then not
     /// taken in.
     pub fn push_bytes(&mut self, bytes: &[u8]) -> Result<Vec<SegmentEvent>, ExtractError> {
+        let cap = self.set.input_cap();
         let taken = self
             .taken
             .checked_add(bytes.len())
-            .filter(|taken| *taken <= self.cap)
-            .ok_or(ExtractError::InputCap { cap: self.cap })?;
+            .filter(|taken| *taken <= cap)
+            .ok_or(ExtractError::InputCap { cap })?;
         let joined;
         let bytes = if self.utf8_tail.is_empty() {
             bytes

@@ -27,7 +27,7 @@ mod text_tools;
 
 pub use call::ToolCallError;
 pub use extraction::Extraction;
-pub use extractor::{ExtractError, Extractor, SegmentEnd, SegmentEvent, DEFAULT_INPUT_CAP};
+pub use extractor::{ExtractError, Extractor, SegmentEnd, SegmentEvent};
 pub use pattern::{Pattern, PatternFormat, SegmentKind};
-pub use set::{OutsideText, PatternSet, PatternSetError};
+pub use set::{OutsideText, PatternSet, PatternSetError, DEFAULT_INPUT_CAP};
 pub(crate) use text_tools::{TextCall, TextTools};

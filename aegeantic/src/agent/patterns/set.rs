@@ -2,6 +2,9 @@
 
 use super::{Pattern, PatternFormat, SegmentKind};
 
+/// The input cap of a new [`PatternSet`]: 1 MiB.
+pub const DEFAULT_INPUT_CAP: usize = 1 << 20;
+
 /// What becomes of the model's text outside every pattern.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum OutsideText {
@@ -89,11 +92,13 @@ pub struct PatternSet {
     outside: OutsideText,
     result_start: String,
     result_end: String,
+    input_cap: usize,
 }
 
 impl PatternSet {
     /// A set of `patterns`, the text outside them the response, tool results sent back
-    /// between `<tool_result>` and `</tool_result>`.
+    /// between `<tool_result>` and `</tool_result>`, answers capped at
+    /// [`DEFAULT_INPUT_CAP`].
     ///
     /// # Errors
     /// When the set is empty or a pattern is invalid (see [`PatternSetError`]).
@@ -105,6 +110,7 @@ impl PatternSet {
             outside: OutsideText::Response,
             result_start: "<tool_result>".to_owned(),
             result_end: "</tool_result>".to_owned(),
+            input_cap: DEFAULT_INPUT_CAP,
         })
     }
 
@@ -176,6 +182,21 @@ impl PatternSet {
         self
     }
 
+    /// The same set, with answers capped at `bytes`: an [`Extractor`](super::Extractor)
+    /// refuses a chunk that would take the answer past it
+    /// ([`ExtractError::InputCap`](super::ExtractError::InputCap)), and the agent's step
+    /// then fails.
+    #[must_use]
+    pub fn with_input_cap(mut self, bytes: usize) -> Self {
+        self.input_cap = bytes;
+        self
+    }
+
+    /// The most bytes of one answer an extractor takes in.
+    pub fn input_cap(&self) -> usize {
+        self.input_cap
+    }
+
     /// The patterns, in the order given.
     pub fn patterns(&self) -> &[Pattern] {
         &self.patterns
@@ -206,6 +227,7 @@ fn builtin<const N: usize>(patterns: [Pattern; N]) -> PatternSet {
         outside: OutsideText::Response,
         result_start: "<tool_result>".to_owned(),
         result_end: "</tool_result>".to_owned(),
+        input_cap: DEFAULT_INPUT_CAP,
     }
 }
 
