@@ -9,7 +9,8 @@ use futures_util::StreamExt;
 use super::model_call::{model_call, Answer, ModelItem};
 use super::store::{self, on_store};
 use super::tool_loop::{tool_round, RoundCall, RoundItem};
-use crate::agent::{Agent, AgentError, AgentEvent, PatternFormat, StepResult};
+use crate::agent::patterns::TextCall;
+use crate::agent::{Agent, AgentError, AgentEvent, PatternFormat, StepResult, ToolCallResult};
 use crate::events::unix_now;
 use crate::llm::{LlmRequest, Message, ToolCall, Usage};
 
@@ -66,17 +67,7 @@ pub(super) fn run(
                 Some((response, calls)) => (Some(response), calls),
                 None => (None, Vec::new()),
             };
-            // How each call's result goes back: a tool message, or in the patterns' style.
-            let formats: Vec<Option<PatternFormat>> = native
-                .iter()
-                .map(|_| None)
-                .chain(text_calls.iter().map(|text| Some(text.format)))
-                .collect();
-            let round: Vec<RoundCall> = native
-                .iter()
-                .map(|call| RoundCall { call: call.clone(), malformed: None })
-                .chain(text_calls.into_iter().map(|text| RoundCall { call: text.call, malformed: text.error }))
-                .collect();
+            let (round, formats) = round_calls(&native, text_calls);
             let calls: Vec<ToolCall> = round.iter().map(|planned| planned.call.clone()).collect();
             usage = add_usage(usage, answer.usage);
             yield Ok(AgentEvent::LlmComplete {
@@ -119,20 +110,7 @@ pub(super) fn run(
                 match item {
                     RoundItem::Event(event) => yield Ok(event),
                     RoundItem::Done(results) => {
-                        // Results of calls in text go back together, after the tool
-                        // messages of native calls.
-                        let mut text_results = Vec::new();
-                        for (result, format) in results.iter().zip(&formats) {
-                            match (format, &agent.patterns) {
-                                (Some(format), Some(set)) => text_results.push(
-                                    set.format_result(*format, &result.call, &result.output, result.is_error),
-                                ),
-                                _ => step.push(Message::tool_result(result.call.id.clone(), output_text(&result.output))),
-                            }
-                        }
-                        if !text_results.is_empty() {
-                            step.push(Message::user(text_results.join("\n")));
-                        }
+                        send_back(&agent, &results, &formats, &mut step);
                         tool_calls.extend(results);
                     }
                     RoundItem::Failed(error) => {
@@ -143,6 +121,56 @@ pub(super) fn run(
             }
         }
         yield Err(AgentError::MaxIterations { max_iterations });
+    }
+}
+
+/// The round's calls, native ones first, and for each how its result goes back: a tool
+/// message (`None`), or in the patterns' style for a call found in text.
+fn round_calls(
+    native: &[ToolCall],
+    text_calls: Vec<TextCall>,
+) -> (Vec<RoundCall>, Vec<Option<PatternFormat>>) {
+    let formats = native
+        .iter()
+        .map(|_| None)
+        .chain(text_calls.iter().map(|text| Some(text.format)))
+        .collect();
+    let native = native.iter().map(|call| RoundCall {
+        call: call.clone(),
+        malformed: None,
+    });
+    let text = text_calls.into_iter().map(|text| RoundCall {
+        call: text.call,
+        malformed: text.error,
+    });
+    (native.chain(text).collect(), formats)
+}
+
+/// Adds the round's results to the step's messages: a tool message for each native call,
+/// then one user message with the results of the calls found in text.
+fn send_back(
+    agent: &Agent,
+    results: &[ToolCallResult],
+    formats: &[Option<PatternFormat>],
+    step: &mut Vec<Message>,
+) {
+    let mut text_results = Vec::new();
+    for (result, format) in results.iter().zip(formats) {
+        match (format, &agent.patterns) {
+            (Some(format), Some(set)) => text_results.push(set.format_result(
+                *format,
+                &result.call,
+                &result.output,
+                result.is_error,
+            )),
+            _ => step.push(Message::tool_result(
+                result.call.id.clone(),
+                output_text(&result.output),
+            )),
+        }
+    }
+    if !text_results.is_empty() {
+        step.push(Message::user(text_results.join("\n")));
     }
 }
 
