@@ -80,7 +80,11 @@ async fn main() -> Result<(), Report> {
         calls: AtomicU32::new(0),
     });
     let provider = OpenAiCompatible::new(OpenAiConfig::new(model.base_url(), "fault-model"))?;
-    let agent = Agent::new(AgentConfig::default(), provider, api.tools());
+    let agent = Agent::builder()
+        .config(AgentConfig::default())
+        .tools(api.tools())
+        .llm_provider(provider)
+        .build();
     let mut runner = AgentRunner::new(agent);
     let mut steps = runner.step_stream("What's the weather?");
     while let Some(event) = steps.next().await {
@@ -96,7 +100,9 @@ async fn main() -> Result<(), Report> {
                 event.next_delay()
             ),
             AgentEvent::ToolOutput { output, .. } => println!("  [tool result: {output}]"),
-            AgentEvent::StepComplete { result, .. } => println!("step complete: {}", result.response),
+            AgentEvent::StepComplete { result, .. } => {
+                println!("step complete: {}", result.response)
+            }
             AgentEvent::Error { error, .. } => return Err(Report::from(error)),
             _ => {}
         }

@@ -51,8 +51,7 @@ pub enum DecidedBy {
     Timeout,
 }
 
-type Hook =
-    dyn Fn(ToolCall) -> Pin<Box<dyn Future<Output = ToolDecision> + Send>> + Send + Sync;
+type Hook = dyn Fn(ToolCall) -> Pin<Box<dyn Future<Output = ToolDecision> + Send>> + Send + Sync;
 
 /// An approval hook: asked about every tool call before it runs, under a timeout.
 ///
@@ -127,5 +126,59 @@ impl ToolApproval {
             Ok(decision) => (decision, DecidedBy::Hook),
             Err(_) => (self.on_timeout.clone(), DecidedBy::Timeout),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call() -> ToolCall {
+        ToolCall {
+            id: "c1".into(),
+            name: "wipe".into(),
+            arguments: "{}".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_answer_applies_when_the_hook_is_late() {
+        let slow = |after: Duration| {
+            ToolApproval::new(move |_| async move {
+                tokio::time::sleep(after).await;
+                ToolDecision::Accept
+            })
+        };
+        let late = slow(Duration::from_secs(61)).decide(&call()).await;
+        assert_eq!(
+            late,
+            (
+                ToolDecision::reject("no approval within 60s"),
+                DecidedBy::Timeout
+            )
+        );
+        let in_time = slow(Duration::from_secs(59)).decide(&call()).await;
+        assert_eq!(in_time, (ToolDecision::Accept, DecidedBy::Hook));
+        let started = tokio::time::Instant::now();
+        let answer = slow(Duration::from_secs(3))
+            .timeout(Duration::from_secs(1))
+            .on_timeout(ToolDecision::Accept)
+            .decide(&call())
+            .await;
+        assert_eq!(answer, (ToolDecision::Accept, DecidedBy::Timeout));
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_too_far_to_reach_waits_for_the_hook() {
+        let approval = ToolApproval::new(|_| async {
+            tokio::time::sleep(Duration::from_secs(365 * 24 * 3600)).await;
+            ToolDecision::reject("a year later")
+        })
+        .timeout(Duration::MAX);
+        assert_eq!(
+            approval.decide(&call()).await,
+            (ToolDecision::reject("a year later"), DecidedBy::Hook)
+        );
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! | file            | concern                                                       |
 //! |-----------------|---------------------------------------------------------------|
-//! | `agent`         | [`Agent`] and [`AgentBuilder`]                                |
+//! | `builder`       | [`Agent`] and [`AgentBuilder`]                                |
 //! | `config`        | [`AgentConfig`], [`PromptBuilder`]                            |
 //! | `context`       | the [`Context`] trait and its backends                        |
 //! | `decision`      | [`ToolApproval`], [`ToolDecision`]: which calls may run       |
@@ -14,8 +14,8 @@
 //! | `macro_support` | what `#[tool]`'s generated code calls                         |
 //! | `runner`        | [`AgentRunner`]: steps, model calls, tool rounds              |
 
-mod agent;
 mod assemble;
+mod builder;
 mod config;
 mod context;
 mod decision;
@@ -27,7 +27,7 @@ mod result;
 mod runner;
 mod tool;
 
-pub use agent::{Agent, AgentBuilder, NoProvider};
+pub use builder::{Agent, AgentBuilder, NoProvider};
 pub use config::{AgentConfig, PromptBuilder};
 #[cfg(feature = "context-redb")]
 pub use context::RedbContext;

@@ -32,7 +32,11 @@ impl InMemoryContext {
     }
 }
 
-fn push(versions: &mut Vec<ContextEntry>, key: &str, value: Option<ContextValue>) -> Result<u64, ContextError> {
+fn push(
+    versions: &mut Vec<ContextEntry>,
+    key: &str,
+    value: Option<ContextValue>,
+) -> Result<u64, ContextError> {
     let version = match versions.last() {
         Some(last) => last
             .version
@@ -51,7 +55,11 @@ fn push(versions: &mut Vec<ContextEntry>, key: &str, value: Option<ContextValue>
 impl Context for InMemoryContext {
     fn set(&self, key: &str, value: ContextValue) -> Result<u64, ContextError> {
         let mut state = self.state();
-        push(state.keys.entry(key.to_owned()).or_default(), key, Some(value))
+        push(
+            state.keys.entry(key.to_owned()).or_default(),
+            key,
+            Some(value),
+        )
     }
 
     fn update(&self, key: &str, value: ContextValue) -> Result<u64, ContextError> {
@@ -103,7 +111,10 @@ impl Context for InMemoryContext {
         let state = self.state();
         Ok(state
             .keys
-            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(key, _)| key.starts_with(prefix))
             .filter(|(_, versions)| versions.last().is_some_and(|last| !last.is_deleted()))
             .map(|(key, _)| key.clone())

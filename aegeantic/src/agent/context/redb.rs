@@ -318,7 +318,12 @@ mod tests {
             let entry = decode("k", 3, &encode(value.as_ref())).unwrap();
             assert_eq!((entry.version, entry.value), (3, value));
         }
-        for bytes in [&b""[..], &[1, 0, 0], &[9; 12], &[1, 0, 0, 0, 0, 0, 0, 0, 0, b'{']] {
+        for bytes in [
+            &b""[..],
+            &[1, 0, 0],
+            &[9; 12],
+            &[1, 0, 0, 0, 0, 0, 0, 0, 0, b'{'],
+        ] {
             let error = decode("k", 1, bytes).unwrap_err();
             assert!(matches!(error, ContextError::Corrupt { .. }), "{error}");
         }

@@ -39,20 +39,21 @@ pub(super) fn tool_call(
 ) -> CallStream {
     let RoundCall { call, malformed } = call;
     Box::pin(async_stream::stream! {
+        let mut rejection = None;
         // A malformed call in text names nothing to decide about; it fails at once.
         let decision = match malformed {
             Some(_) => None,
             None => decide(&agent, &call).await,
         };
-        let outcome = match decision {
-            Some((ToolDecision::Reject { reason }, decided_by)) => {
-                yield CallItem::Event(decision_event(&step_id, &call, ToolDecision::reject(&reason), decided_by));
-                Err(format!("rejected: {reason}"))
+        if let Some((decision, decided_by)) = decision {
+            if let ToolDecision::Reject { reason } = &decision {
+                rejection = Some(format!("rejected: {reason}"));
             }
-            accepted => {
-                if let Some((decision, decided_by)) = accepted {
-                    yield CallItem::Event(decision_event(&step_id, &call, decision, decided_by));
-                }
+            yield CallItem::Event(decision_event(&step_id, &call, decision, decided_by));
+        }
+        let outcome = match rejection {
+            Some(rejection) => Err(rejection),
+            None => {
                 yield CallItem::Event(AgentEvent::ToolStart {
                     step_id: step_id.clone(),
                     timestamp: unix_now(),
