@@ -94,9 +94,8 @@ pub enum ExtractError {
 ///   [`SegmentEnd::call`]; extraction goes on.
 /// - The bytes taken in since the last [`reset`](Extractor::reset) never exceed the set's
 ///   [`input_cap`](PatternSet::input_cap) (1 MiB unless set): a chunk that would pass it
-///   is refused with
-///   [`ExtractError::InputCap`], so what the extractor holds stays under the cap, whatever
-///   the stream sends.
+///   is refused with [`ExtractError::InputCap`], so what the extractor holds stays under
+///   the cap, whatever the stream sends.
 ///
 /// ```
 /// use aegeantic::agent::{Extractor, PatternSet, SegmentEvent};
