@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::context::{Context, InMemoryContext};
-use super::{AgentConfig, Tool};
+use super::{AgentConfig, PatternSet, Tool};
 use crate::llm::{LlmProvider, ToolSpec};
 
 /// A model with tools. Give it a [`ResilientProvider`](crate::llm::ResilientProvider) and
@@ -16,6 +16,7 @@ pub struct Agent {
     pub(crate) provider: Arc<dyn LlmProvider>,
     pub(crate) tools: Vec<Arc<dyn Tool>>,
     pub(crate) context: Arc<dyn Context>,
+    pub(crate) patterns: Option<PatternSet>,
 }
 
 impl Agent {
@@ -52,12 +53,13 @@ impl Agent {
     /// ```
     ///
     /// Everything but the provider is optional: the configuration defaults to
-    /// [`AgentConfig::default`], the context to a new [`InMemoryContext`], the tools to
-    /// none. `build` exists only once a provider is set.
+    /// [`AgentConfig::default`], the context to a new [`InMemoryContext`], the patterns
+    /// to none (native function calling only), the tools to none. `build` exists only once a provider is set.
     pub fn builder() -> AgentBuilder {
         AgentBuilder {
             config: AgentConfig::default(),
             context: None,
+            patterns: None,
             tools: Vec::new(),
             provider: NoProvider,
         }
@@ -71,6 +73,34 @@ impl Agent {
     /// The context the agent reads its prompts from and writes its results to.
     pub fn context(&self) -> &Arc<dyn Context> {
         &self.context
+    }
+
+    /// The patterns tool calls and other segments are found by in the model's text.
+    pub fn patterns(&self) -> Option<&PatternSet> {
+        self.patterns.as_ref()
+    }
+
+    /// The system message: the configured prompt and, with patterns, the instructions
+    /// for calling the tools in text.
+    pub(crate) fn system_message(&self) -> Option<String> {
+        let instructions = self
+            .patterns
+            .as_ref()
+            .and_then(|set| set.tool_instructions(&self.tool_specs()));
+        match (&self.config.system_prompt, instructions) {
+            (Some(prompt), Some(instructions)) => Some(format!("{prompt}\n\n{instructions}")),
+            (prompt, instructions) => prompt.clone().or(instructions),
+        }
+    }
+
+    /// The tool specs sent natively: none with patterns, whose instructions describe the
+    /// tools in the system message instead.
+    pub(crate) fn native_tool_specs(&self) -> Vec<ToolSpec> {
+        if self.patterns.is_some() {
+            Vec::new()
+        } else {
+            self.tool_specs()
+        }
     }
 
     pub(crate) fn tool(&self, name: &str) -> Option<&Arc<dyn Tool>> {
@@ -100,6 +130,7 @@ pub struct NoProvider;
 pub struct AgentBuilder<P = NoProvider> {
     config: AgentConfig,
     context: Option<Arc<dyn Context>>,
+    patterns: Option<PatternSet>,
     tools: Vec<Arc<dyn Tool>>,
     provider: P,
 }
@@ -114,6 +145,40 @@ impl<P> AgentBuilder<P> {
     /// The context. To share one between agents or runners, give each an `Arc` of it.
     pub fn context(mut self, context: impl Context + 'static) -> Self {
         self.context = Some(Arc::new(context));
+        self
+    }
+
+    /// Finds tool calls and other segments in the model's text, for models and servers
+    /// without native function calling; none by default (native function calling only).
+    ///
+    /// With a set, the tools are described to the model in the system message
+    /// ([`PatternSet::tool_instructions`]) instead of being sent as native tool specs. A
+    /// call found in the text runs through the same tool loop as a native one (allow-list,
+    /// approval, the tool's policy, the same events and context writes); the results of
+    /// an answer's text calls go back in one user message, each in the set's style
+    /// ([`PatternSet::format_result`]), after the tool messages of any native calls. A
+    /// malformed call (bad JSON, no name, no end tag) fails at once, the model told why.
+    /// A call without a `call_id` of its own is named `text_call_{model call}_{segment}`
+    /// (`text_call_1_0` for the first segment of the step's first model call), which its
+    /// result's context key and [`ToolCallResult`](super::ToolCallResult) carry. The step's
+    /// response is the set's response text, trimmed.
+    ///
+    /// ```
+    /// # #[cfg(feature = "openai")] {
+    /// use aegeantic::agent::{Agent, PatternSet};
+    /// use aegeantic::llm::{OpenAiCompatible, OpenAiConfig};
+    ///
+    /// let provider = OpenAiCompatible::new(OpenAiConfig::new("http://127.0.0.1:8080/v1", "m"))
+    ///     .unwrap();
+    /// let agent = Agent::builder()
+    ///     .patterns(PatternSet::xml_tags())
+    ///     .llm_provider(provider)
+    ///     .build();
+    /// assert!(agent.patterns().is_some());
+    /// # }
+    /// ```
+    pub fn patterns(mut self, patterns: PatternSet) -> Self {
+        self.patterns = Some(patterns);
         self
     }
 
@@ -137,6 +202,7 @@ impl<P> AgentBuilder<P> {
         AgentBuilder {
             config: self.config,
             context: self.context,
+            patterns: self.patterns,
             tools: self.tools,
             provider: Arc::new(provider),
         }
@@ -153,6 +219,7 @@ impl AgentBuilder<Arc<dyn LlmProvider>> {
             context: self
                 .context
                 .unwrap_or_else(|| Arc::new(InMemoryContext::new())),
+            patterns: self.patterns,
         }
     }
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::context::ContextError;
 use super::decision::{DecidedBy, ToolDecision};
 use super::result::StepResult;
+use super::{ExtractError, SegmentKind, ToolCallError};
 use crate::events::{AsEventRef, CircuitEvent, EventRef, RateLimitEvent, RetryEvent};
 use crate::llm::{FinishReason, LlmChunk, LlmError, ToolCall, Usage};
 use crate::resilience::ResilienceError;
@@ -31,6 +32,10 @@ pub enum AgentError {
     /// Reading or writing the agent's context failed.
     #[error("the agent's context failed")]
     Context(#[source] ContextError),
+    /// The model's answer could not be read for the agent's patterns: it passed the input
+    /// cap, or was not UTF-8.
+    #[error("the model's answer was refused by the pattern extractor")]
+    Patterns(#[source] ExtractError),
     /// The configured prompt builder failed.
     #[error("the prompt builder failed")]
     Prompt(#[source] BoxError),
@@ -45,7 +50,10 @@ pub enum AgentError {
 /// text.
 ///
 /// The order of a step: for each model call, its chunks (and the retries, rate-limit
-/// waits and breaker changes of the call) then [`AgentEvent::LlmComplete`]; then, for
+/// waits and breaker changes of the call; with [`patterns`](super::AgentBuilder::patterns),
+/// after each chunk the [`AgentEvent::PatternStart`], [`AgentEvent::PatternContent`] and
+/// [`AgentEvent::PatternEnd`] it completes, and the end of a segment the answer left open
+/// last) then [`AgentEvent::LlmComplete`]; then, for
 /// each tool call the model made, [`AgentEvent::ToolDecision`] (when an allow-list or an
 /// approval hook decided), [`AgentEvent::ToolStart`], the tool's own resilience events
 /// and partial [`AgentEvent::ToolOutput`]s, its final `ToolOutput`, [`AgentEvent::ToolEnd`]
@@ -80,12 +88,61 @@ pub enum AgentEvent {
         iteration: u32,
         /// The whole text of the answer.
         text: String,
-        /// The tool calls it made, assembled.
+        /// The tool calls it made, assembled: the native ones, then those found in its
+        /// text by the agent's patterns (a malformed one with no name and its segment's
+        /// content as arguments). A tool round for them follows.
         tool_calls: Vec<ToolCall>,
         /// Token counts, when the provider sent them.
         usage: Option<Usage>,
         /// Why the model stopped, when it said.
         finish_reason: Option<FinishReason>,
+    },
+    /// A segment of the agent's [`PatternSet`](super::PatternSet) opened in the model's
+    /// text. After a [`AgentEvent::Retry`] of the model call, segments start again from 0,
+    /// and none of the failed attempt's segments is run or kept.
+    PatternStart {
+        /// The step.
+        step_id: Arc<str>,
+        /// When.
+        timestamp: f64,
+        /// The segment's number in this model call's answer, from 0.
+        segment: u32,
+        /// What it is.
+        kind: SegmentKind,
+    },
+    /// More of a segment's content, as it streams.
+    PatternContent {
+        /// The step.
+        step_id: Arc<str>,
+        /// When.
+        timestamp: f64,
+        /// The segment's number.
+        segment: u32,
+        /// What it is.
+        kind: SegmentKind,
+        /// The text.
+        text: String,
+    },
+    /// A segment ended. A tool segment's call then runs like a native one, after the
+    /// model call's [`AgentEvent::LlmComplete`].
+    PatternEnd {
+        /// The step.
+        step_id: Arc<str>,
+        /// When.
+        timestamp: f64,
+        /// The segment's number.
+        segment: u32,
+        /// What it is.
+        kind: SegmentKind,
+        /// Everything between its tags.
+        content: String,
+        /// Whether its end tag came; `false` when the answer ended inside it.
+        closed: bool,
+        /// For a tool segment, the call, or why it is none (the model is told, as for a
+        /// native call with bad arguments). Serialised as `{"ok": {...}}` or
+        /// `{"error": "..."}` (the whole chain).
+        #[cfg_attr(feature = "serde", serde(serialize_with = "segment_call"))]
+        call: Option<Result<ToolCall, ToolCallError>>,
     },
     /// Whether a tool call may run, as the allow-list or the approval hook decided.
     ToolDecision {
@@ -241,6 +298,9 @@ impl AgentEvent {
         match self {
             AgentEvent::LlmChunk { step_id, .. }
             | AgentEvent::LlmComplete { step_id, .. }
+            | AgentEvent::PatternStart { step_id, .. }
+            | AgentEvent::PatternContent { step_id, .. }
+            | AgentEvent::PatternEnd { step_id, .. }
             | AgentEvent::ToolDecision { step_id, .. }
             | AgentEvent::ToolStart { step_id, .. }
             | AgentEvent::ToolOutput { step_id, .. }
@@ -259,6 +319,9 @@ impl AgentEvent {
         match self {
             AgentEvent::LlmChunk { timestamp, .. }
             | AgentEvent::LlmComplete { timestamp, .. }
+            | AgentEvent::PatternStart { timestamp, .. }
+            | AgentEvent::PatternContent { timestamp, .. }
+            | AgentEvent::PatternEnd { timestamp, .. }
             | AgentEvent::ToolDecision { timestamp, .. }
             | AgentEvent::ToolStart { timestamp, .. }
             | AgentEvent::ToolOutput { timestamp, .. }
@@ -300,6 +363,25 @@ impl AgentEvent {
 #[cfg(feature = "serde")]
 fn seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64())
+}
+
+#[cfg(feature = "serde")]
+fn segment_call<S: serde::Serializer>(
+    call: &Option<Result<ToolCall, ToolCallError>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let Some(call) = call else {
+        return serializer.serialize_none();
+    };
+    let mut map = serializer.serialize_map(Some(1))?;
+    match call {
+        Ok(call) => map.serialize_entry("ok", call)?,
+        Err(error) => {
+            map.serialize_entry("error", &crate::report::DisplayChain(error).to_string())?
+        }
+    }
+    map.end()
 }
 
 #[cfg(feature = "serde")]

@@ -8,6 +8,7 @@
 //! | `decision`      | [`ToolApproval`], [`ToolDecision`]: which calls may run       |
 //! | `tool`          | the [`Tool`] trait, [`ToolPolicy`], [`ToolContext`], [`ToolError`] |
 //! | `event`         | [`AgentEvent`] and [`AgentError`]                             |
+//! | `patterns`      | tool calls and other segments in plain text: [`PatternSet`], [`Extractor`] |
 //! | `result`        | [`StepResult`], [`ToolCallResult`]                            |
 //! | `assemble`      | building whole tool calls from streamed deltas                |
 //! | `macro_support` | what `#[tool]`'s generated code calls                         |
@@ -21,6 +22,7 @@ mod decision;
 mod event;
 #[cfg(feature = "macros")]
 pub(crate) mod macro_support;
+mod patterns;
 mod result;
 mod runner;
 mod tool;
@@ -32,6 +34,10 @@ pub use context::RedbContext;
 pub use context::{Context, ContextEntry, ContextError, ContextValue, InMemoryContext};
 pub use decision::{DecidedBy, ToolApproval, ToolDecision};
 pub use event::{AgentError, AgentEvent, BoxError};
+pub use patterns::{
+    ExtractError, Extraction, Extractor, OutsideText, Pattern, PatternFormat, PatternSet,
+    PatternSetError, SegmentEnd, SegmentEvent, SegmentKind, ToolCallError, DEFAULT_INPUT_CAP,
+};
 pub use result::{StepResult, ToolCallResult};
 pub use runner::{AgentRunner, StepStream};
 pub use tool::{tool_retry_on, Tool, ToolContext, ToolError, ToolFuture, ToolPolicy, WithPolicy};

@@ -55,9 +55,8 @@ impl AgentRunner {
     pub fn new(agent: impl Into<Arc<Agent>>) -> Self {
         let agent = agent.into();
         let history = agent
-            .config
-            .system_prompt
-            .iter()
+            .system_message()
+            .into_iter()
             .map(Message::system)
             .collect();
         AgentRunner { agent, history }

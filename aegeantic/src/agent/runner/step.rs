@@ -6,12 +6,13 @@ use std::sync::Arc;
 use futures_core::Stream;
 use futures_util::StreamExt;
 
-use super::model_call::{model_call, ModelItem};
+use super::model_call::{model_call, Answer, ModelItem};
 use super::store::{self, on_store};
-use super::tool_loop::{tool_round, RoundItem};
-use crate::agent::{Agent, AgentError, AgentEvent, StepResult};
+use super::tool_loop::{tool_round, RoundCall, RoundItem};
+use crate::agent::patterns::TextCall;
+use crate::agent::{Agent, AgentError, AgentEvent, PatternFormat, StepResult, ToolCallResult};
 use crate::events::unix_now;
-use crate::llm::{LlmRequest, Message, Usage};
+use crate::llm::{LlmRequest, Message, ToolCall, Usage};
 
 /// The step's events; an `Err` is the last item.
 pub(super) fn run(
@@ -42,12 +43,12 @@ pub(super) fn run(
         for model_iteration in 1..=max_iterations {
             let request = LlmRequest {
                 messages: history.iter().chain(&step).cloned().collect(),
-                tools: agent.tool_specs(),
+                tools: agent.native_tool_specs(),
                 max_tokens: agent.config.max_tokens,
                 model: agent.config.model.clone(),
             };
             let mut answer = None;
-            let mut call = std::pin::pin!(model_call(&agent, step_id.clone(), &request));
+            let mut call = std::pin::pin!(model_call(&agent, step_id.clone(), model_iteration, &request));
             while let Some(item) = call.next().await {
                 match item {
                     ModelItem::Event(event) => yield Ok(event),
@@ -58,10 +59,16 @@ pub(super) fn run(
                     }
                 }
             }
-            let Some(mut answer) = answer else {
+            let Some(Answer { assembly: mut answer, found }) = answer else {
                 unreachable!("a model call ends with its answer or its error")
             };
-            let calls = answer.tool_calls();
+            let native = answer.tool_calls();
+            let (response, text_calls) = match found {
+                Some((response, calls)) => (Some(response), calls),
+                None => (None, Vec::new()),
+            };
+            let (round, formats) = round_calls(&native, text_calls);
+            let calls: Vec<ToolCall> = round.iter().map(|planned| planned.call.clone()).collect();
             usage = add_usage(usage, answer.usage);
             yield Ok(AgentEvent::LlmComplete {
                 step_id: step_id.clone(),
@@ -72,9 +79,9 @@ pub(super) fn run(
                 usage: answer.usage,
                 finish_reason: answer.finish.clone(),
             });
-            step.push(Message::assistant(answer.text.clone(), calls.clone()));
+            step.push(Message::assistant(answer.text.clone(), native));
             if calls.is_empty() {
-                let response = answer.text;
+                let response = response.unwrap_or(answer.text);
                 match store::write(&agent.context, &step_id, iteration, "response".to_owned(), response.clone().into()).await {
                     Ok(event) => yield Ok(event),
                     Err(error) => {
@@ -98,14 +105,12 @@ pub(super) fn run(
                 });
                 return;
             }
-            let mut round = std::pin::pin!(tool_round(Arc::clone(&agent), step_id.clone(), iteration, calls));
+            let mut round = std::pin::pin!(tool_round(Arc::clone(&agent), step_id.clone(), iteration, round));
             while let Some(item) = round.next().await {
                 match item {
                     RoundItem::Event(event) => yield Ok(event),
                     RoundItem::Done(results) => {
-                        for result in &results {
-                            step.push(Message::tool_result(result.call.id.clone(), output_text(&result.output)));
-                        }
+                        send_back(&agent, &results, &formats, &mut step);
                         tool_calls.extend(results);
                     }
                     RoundItem::Failed(error) => {
@@ -116,6 +121,56 @@ pub(super) fn run(
             }
         }
         yield Err(AgentError::MaxIterations { max_iterations });
+    }
+}
+
+/// The round's calls, native ones first, and for each how its result goes back: a tool
+/// message (`None`), or in the patterns' style for a call found in text.
+fn round_calls(
+    native: &[ToolCall],
+    text_calls: Vec<TextCall>,
+) -> (Vec<RoundCall>, Vec<Option<PatternFormat>>) {
+    let formats = native
+        .iter()
+        .map(|_| None)
+        .chain(text_calls.iter().map(|text| Some(text.format)))
+        .collect();
+    let native = native.iter().map(|call| RoundCall {
+        call: call.clone(),
+        malformed: None,
+    });
+    let text = text_calls.into_iter().map(|text| RoundCall {
+        call: text.call,
+        malformed: text.error,
+    });
+    (native.chain(text).collect(), formats)
+}
+
+/// Adds the round's results to the step's messages: a tool message for each native call,
+/// then one user message with the results of the calls found in text.
+fn send_back(
+    agent: &Agent,
+    results: &[ToolCallResult],
+    formats: &[Option<PatternFormat>],
+    step: &mut Vec<Message>,
+) {
+    let mut text_results = Vec::new();
+    for (result, format) in results.iter().zip(formats) {
+        match (format, &agent.patterns) {
+            (Some(format), Some(set)) => text_results.push(set.format_result(
+                *format,
+                &result.call,
+                &result.output,
+                result.is_error,
+            )),
+            _ => step.push(Message::tool_result(
+                result.call.id.clone(),
+                output_text(&result.output),
+            )),
+        }
+    }
+    if !text_results.is_empty() {
+        step.push(Message::user(text_results.join("\n")));
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::stamp::{event_only, step_event, Step};
 use super::store;
+use super::tool_loop::RoundCall;
 use crate::agent::decision::{DecidedBy, ToolDecision};
 use crate::agent::tool::ToolReport;
 use crate::agent::{Agent, AgentError, AgentEvent, ToolCallResult, ToolContext, ToolError};
@@ -34,11 +35,17 @@ pub(super) fn tool_call(
     agent: Arc<Agent>,
     step_id: Arc<str>,
     iteration: u64,
-    call: ToolCall,
+    call: RoundCall,
 ) -> CallStream {
+    let RoundCall { call, malformed } = call;
     Box::pin(async_stream::stream! {
         let mut rejection = None;
-        if let Some((decision, decided_by)) = decide(&agent, &call).await {
+        // A malformed call in text names nothing to decide about; it fails at once.
+        let decision = match malformed {
+            Some(_) => None,
+            None => decide(&agent, &call).await,
+        };
+        if let Some((decision, decided_by)) = decision {
             if let ToolDecision::Reject { reason } = &decision {
                 rejection = Some(format!("rejected: {reason}"));
             }
@@ -57,7 +64,10 @@ pub(super) fn tool_call(
                 let started = Instant::now();
                 let (reports_tx, mut reports) = mpsc::unbounded_channel();
                 let context = ToolContext::new(step_id.clone(), call.id.as_str().into(), reports_tx);
-                let mut attempts = tool_attempts(&agent, &call, context);
+                let mut attempts = match &malformed {
+                    Some(error) => failed_at_once(ToolError::InvalidArguments(DisplayChain(error).to_string())),
+                    None => tool_attempts(&agent, &call, context),
+                };
                 let mut outcome: Option<Result<Value, String>> = None;
                 loop {
                     // What a tool reports comes first, so that it appears while it runs.
@@ -195,17 +205,19 @@ enum Progress<T> {
 type Attempts =
     Pin<Box<dyn Stream<Item = Result<Resilient<Value>, ResilienceError<ToolError>>> + Send>>;
 
+/// Attempts that fail at once with `error`, calling nothing.
+fn failed_at_once(error: ToolError) -> Attempts {
+    Box::pin(stream::iter([Err(ResilienceError::Operation {
+        source: error,
+        attempts: 1,
+    })]))
+}
+
 /// The call's attempts under the tool's policy. Bad arguments and unknown tools fail at
 /// once, without calling anything.
 fn tool_attempts(agent: &Agent, call: &ToolCall, context: ToolContext) -> Attempts {
-    let failed = |error: ToolError| -> Attempts {
-        Box::pin(stream::iter([Err(ResilienceError::Operation {
-            source: error,
-            attempts: 1,
-        })]))
-    };
     let Some(tool) = agent.tool(&call.name).cloned() else {
-        return failed(ToolError::UnknownTool(call.name.clone()));
+        return failed_at_once(ToolError::UnknownTool(call.name.clone()));
     };
     // Models send "" for a call without arguments.
     let text = if call.arguments.trim().is_empty() {
@@ -216,7 +228,7 @@ fn tool_attempts(agent: &Agent, call: &ToolCall, context: ToolContext) -> Attemp
     let args = match serde_json::from_str::<Value>(text) {
         Ok(args) => args,
         Err(error) => {
-            return failed(ToolError::InvalidArguments(format!(
+            return failed_at_once(ToolError::InvalidArguments(format!(
                 "arguments are not valid JSON ({error})"
             )))
         }

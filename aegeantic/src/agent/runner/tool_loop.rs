@@ -7,8 +7,15 @@ use futures_core::Stream;
 use futures_util::stream::{self, StreamExt};
 
 use super::tool_call::{tool_call, CallItem};
-use crate::agent::{Agent, AgentError, AgentEvent, ToolCallResult};
+use crate::agent::{Agent, AgentError, AgentEvent, ToolCallError, ToolCallResult};
 use crate::llm::ToolCall;
+
+/// A call of the round as the model made it, natively or in its text; for a call in text
+/// that is none (bad JSON, no name, no end tag), why, so that it fails at once.
+pub(super) struct RoundCall {
+    pub(super) call: ToolCall,
+    pub(super) malformed: Option<ToolCallError>,
+}
 
 /// What the round yields: the calls' events, then every result in the model's order, or
 /// the error that ends the step.
@@ -22,7 +29,7 @@ pub(super) fn tool_round(
     agent: Arc<Agent>,
     step_id: Arc<str>,
     iteration: u64,
-    calls: Vec<ToolCall>,
+    calls: Vec<RoundCall>,
 ) -> impl Stream<Item = RoundItem> + Send + 'static {
     let limit = agent.config.tool_concurrency.get();
     let count = calls.len();
