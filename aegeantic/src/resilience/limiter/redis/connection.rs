@@ -47,7 +47,7 @@ impl Lua {
 
 enum Clients {
     Node(Client),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 /// One multiplexed connection of either kind.
@@ -139,7 +139,7 @@ impl Connection {
                     .build()
                     .map_err(|_| ConfigError::InvalidRedisUrl)?;
                 (
-                    Clients::Cluster(client),
+                    Clients::Cluster(Box::new(client)),
                     format!("cluster {}", nodes.join(",")),
                     password,
                 )
