@@ -8,7 +8,7 @@
 //! | `limiter/`    | the token bucket, [`RateLimiter`]                           |
 //! | `stream/`     | the stream adapters and [`Resilient`] items                 |
 //! | `future`      | the same around a future: [`retry`], [`resilient`]          |
-//! | `concurrency` | [`ConcurrencyLimiter`]: at most N at once                   |
+//! | `concurrency/`| [`ConcurrencyLimiter`]: at most N at once, or N per fleet   |
 //! | `monitor`     | [`ResilienceMonitor`]                                       |
 //! | `error`       | [`ConfigError`], [`RateLimitError`], [`ResilienceError`]    |
 
@@ -32,6 +32,8 @@ pub use breaker::{
     Call, CircuitBreaker, CircuitBreakerConfig, CircuitOpen, CircuitState, Transition,
 };
 pub use budget::RetryBudget;
+#[cfg(feature = "redis")]
+pub use concurrency::RedisConcurrencyOptions;
 pub use concurrency::{ConcurrencyLimited, ConcurrencyLimiter, ConcurrencyPermit};
 pub use error::{ConfigError, RateLimitError, ResilienceError};
 pub use future::{resilient, retry, Event, Observer, RetryCall, RetryFuture};

@@ -10,12 +10,14 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{
-    Client, Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
-    Script, ServerErrorKind, Value,
+    AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline,
+    RedisError, RedisFuture, Script, ServerErrorKind, Value,
 };
 use tokio::sync::OnceCell;
 
@@ -52,8 +54,10 @@ enum Clients {
 
 /// One multiplexed connection of either kind.
 #[derive(Clone)]
-enum Link {
+pub(crate) enum Link {
     Node(ConnectionManager),
+    /// A connection for blocking commands alone, dropped on failure.
+    Dedicated(MultiplexedConnection),
     Cluster(ClusterConnection),
 }
 
@@ -61,6 +65,7 @@ impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Link::Node(link) => link.req_packed_command(cmd),
+            Link::Dedicated(link) => link.req_packed_command(cmd),
             Link::Cluster(link) => link.req_packed_command(cmd),
         }
     }
@@ -73,6 +78,7 @@ impl ConnectionLike for Link {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Link::Node(link) => link.req_packed_commands(pipeline, offset, count),
+            Link::Dedicated(link) => link.req_packed_commands(pipeline, offset, count),
             Link::Cluster(link) => link.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -80,6 +86,7 @@ impl ConnectionLike for Link {
     fn get_db(&self) -> i64 {
         match self {
             Link::Node(link) => link.get_db(),
+            Link::Dedicated(link) => link.get_db(),
             Link::Cluster(link) => link.get_db(),
         }
     }
@@ -156,22 +163,32 @@ impl Connection {
         })
     }
 
-    /// Runs `lua` on the key with the arguments `args` appends (EVALSHA, the full source
-    /// where the node lacks it), within the call timeout.
+    /// Runs `lua` on the keys named by the connection's key plus each of `suffixes` (one
+    /// slot: the key's hash tag covers them all), with the arguments `args` appends
+    /// (EVALSHA, the full source where the node lacks it), within the call timeout.
     pub(crate) async fn eval<T: FromRedisValue>(
         &self,
         lua: &Lua,
+        suffixes: &[&str],
         args: impl Fn(&mut Cmd),
     ) -> Result<T, RedisError> {
+        let keys = |cmd: &mut Cmd| {
+            cmd.arg(suffixes.len());
+            for suffix in suffixes {
+                cmd.arg(format!("{}{suffix}", self.key));
+            }
+        };
         let call = async {
             let mut link = self.link().await?;
             let mut by_hash = redis::cmd("EVALSHA");
-            by_hash.arg(lua.script.get_hash()).arg(1).arg(&self.key);
+            by_hash.arg(lua.script.get_hash());
+            keys(&mut by_hash);
             args(&mut by_hash);
             match by_hash.query_async(&mut link).await {
                 Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                     let mut in_full = redis::cmd("EVAL");
-                    in_full.arg(lua.source).arg(1).arg(&self.key);
+                    in_full.arg(lua.source);
+                    keys(&mut in_full);
                     args(&mut in_full);
                     in_full.query_async(&mut link).await
                 }
@@ -201,6 +218,49 @@ impl Connection {
             Ok(())
         };
         self.within_timeout(probe).await
+    }
+
+    /// Pops the head of the list at the key plus `suffix`, waiting up to `wait` for one
+    /// (`BLPOP`). A blocking command would hold up every call behind it on a shared
+    /// connection, so it runs on `dedicated`, a connection of its own made on first use.
+    pub(crate) async fn blocking_pop(
+        &self,
+        dedicated: &mut Option<Link>,
+        suffix: &str,
+        wait: Duration,
+    ) -> Result<Option<String>, RedisError> {
+        let patience = wait.saturating_add(self.call_timeout);
+        let link = match dedicated {
+            Some(link) => link,
+            None => {
+                let made = match &self.clients {
+                    Clients::Node(client) => {
+                        let config = AsyncConnectionConfig::new()
+                            .set_connection_timeout(Some(self.call_timeout))
+                            .set_response_timeout(Some(patience));
+                        let made = client.get_multiplexed_async_connection_with_config(&config);
+                        Link::Dedicated(self.within_timeout(made).await?)
+                    }
+                    Clients::Cluster(client) => {
+                        let config = ClusterConfig::new()
+                            .set_connection_timeout(self.call_timeout)
+                            .set_response_timeout(patience);
+                        let made = client.get_async_connection_with_config(config);
+                        Link::Cluster(self.within_timeout(made).await?)
+                    }
+                };
+                dedicated.insert(made)
+            }
+        };
+        let mut pop = redis::cmd("BLPOP");
+        pop.arg(format!("{}{suffix}", self.key))
+            .arg(wait.as_secs_f64());
+        let popped: Option<(String, String)> =
+            tokio::time::timeout(patience, pop.query_async(link))
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
+                .inspect_err(|_| *dedicated = None)?;
+        Ok(popped.map(|(_, value)| value))
     }
 
     async fn within_timeout<T>(

@@ -33,7 +33,7 @@ pub(crate) async fn gcra(
     windows: &[(u64, u64)],
 ) -> Result<Reply, RedisError> {
     let reply: Vec<i64> = connection
-        .eval(&GCRA, |invocation| {
+        .eval(&GCRA, &[""], |invocation| {
             invocation
                 .arg(tokens)
                 .arg(max_wait_us)
@@ -78,7 +78,7 @@ pub(crate) async fn adjust(
     windows: &[(u64, u64)],
 ) -> Result<(), RedisError> {
     connection
-        .eval(&ADJUST, |invocation| {
+        .eval(&ADJUST, &[""], |invocation| {
             invocation.arg(operation).arg(tokens);
             let bounds = booked_until.iter().zip(refunded);
             for (&(interval, tolerance), (end, mark)) in windows.iter().zip(bounds) {

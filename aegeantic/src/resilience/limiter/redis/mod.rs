@@ -11,7 +11,7 @@
 //! calls, and `outage.rs` decides when to stop calling Redis after a failure and when to
 //! try it again.
 
-mod connection;
+pub(crate) mod connection;
 mod estimate;
 mod gcra;
 mod options;
