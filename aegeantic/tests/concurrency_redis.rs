@@ -377,3 +377,55 @@ async fn the_tower_layer_holds_a_shared_slot_until_the_body_ends() {
         "given back with the body"
     );
 }
+
+/// Options that cannot work are refused; durations beyond the clock work as "no limit".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_are_checked_and_durations_beyond_the_clock_never_panic() {
+    use aegeantic::resilience::ConfigError;
+
+    let url = "redis://127.0.0.1:1/";
+    let make = |max, options| ConcurrencyLimiter::redis(url, "bad", max, options).unwrap_err();
+    let defaults = RedisConcurrencyOptions::default;
+    assert!(matches!(
+        make(0, defaults()),
+        ConfigError::InvalidConcurrency { value: 0, .. }
+    ));
+    assert_eq!(
+        make(2, defaults().lease(Duration::ZERO)),
+        ConfigError::ZeroTimeout { field: "lease" }
+    );
+    assert_eq!(
+        make(2, defaults().call_timeout(Duration::ZERO)),
+        ConfigError::ZeroCallTimeout
+    );
+    let mut unused = defaults().local_max(1);
+    unused.failure_policy = FailurePolicy::FailOpen;
+    assert_eq!(make(2, unused), ConfigError::LocalFallbackUnused);
+    assert!(matches!(
+        make(2, defaults().local_max(0)),
+        ConfigError::InvalidConcurrency { value: 0, .. }
+    ));
+    assert_eq!(
+        ConcurrencyLimiter::redis("redis://:hidden@[::1", "x", 2, defaults()).unwrap_err(),
+        ConfigError::InvalidRedisUrl
+    );
+
+    let server = RedisServer::start();
+    let edges = defaults()
+        .lease(Duration::MAX)
+        .call_timeout(Duration::MAX)
+        .probe_interval(Duration::MAX);
+    let limiter = ConcurrencyLimiter::redis(&server.url(), "edges", 1, edges).unwrap();
+    let held = limiter.acquire().await;
+    let waiter = tokio::spawn({
+        let limiter = limiter.clone();
+        async move { limiter.acquire().await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(held);
+    let permit = tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .expect("handed over")
+        .unwrap();
+    drop(permit);
+}

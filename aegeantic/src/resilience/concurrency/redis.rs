@@ -38,6 +38,15 @@ const KEYS: [&str; 3] = [":held", ":queue", ":waiting"];
 /// A lease or a wait beyond what the script counts exactly is this long.
 const LONGEST_US: u64 = 1 << 52;
 
+/// The longest a wait for grants blocks before it is asked again.
+const LONGEST_POP: Duration = Duration::from_secs(10);
+
+/// `span` after `at`; a time past what the clock counts means about 30 years on.
+fn later(at: Instant, span: Duration) -> Instant {
+    at.checked_add(span)
+        .unwrap_or_else(|| at + Duration::from_secs(30 * 365 * 24 * 3600))
+}
+
 /// What a request got when Redis could not answer.
 pub(crate) enum Fallback {
     /// A slot of the in-process limiter.
@@ -373,7 +382,7 @@ async fn agent(slots: Weak<RedisSlots>) {
                 return;
             }
             let renewed = *local.renewed.get_or_insert(now);
-            let renew_at = renewed + this.renew_every;
+            let renew_at = later(renewed, this.renew_every);
             let waiting = !local.waiting.is_empty();
             let due = purge_at
                 .filter(|_| waiting)
@@ -396,7 +405,7 @@ async fn agent(slots: Weak<RedisSlots>) {
                     // Ask again just after the earliest lease may end.
                     purge_at = u64::try_from(reply.earliest_us)
                         .ok()
-                        .map(|us| now + Duration::from_micros(us) + Duration::from_millis(1));
+                        .map(|us| later(now, Duration::from_micros(us) + Duration::from_millis(1)));
                 }
                 Err(_) => {
                     this.fail_waiters();
@@ -410,16 +419,17 @@ async fn agent(slots: Weak<RedisSlots>) {
             let mut link = dedicated.take();
             pop = Some(Box::pin(async move {
                 let inbox = format!(":inbox:{}", owner.owner);
-                let wait = owner.renew_every;
+                // Bounded, so that Redis takes it whatever the lease.
+                let wait = owner.renew_every.min(LONGEST_POP);
                 let popped = owner.connection.blocking_pop(&mut link, &inbox, wait).await;
                 (link, popped)
             }));
         }
         // With nothing to renew, only the pop in flight or a new waiter can matter.
         let until = if ids.is_empty() {
-            now + this.renew_every
+            later(now, this.renew_every)
         } else {
-            due.max(now + Duration::from_millis(1))
+            due.max(later(now, Duration::from_millis(1)))
         };
         let woke = {
             let mut timer = std::pin::pin!(tokio::time::sleep_until(until));
