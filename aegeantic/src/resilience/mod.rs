@@ -31,6 +31,8 @@ pub use backoff::Backoff;
 pub use breaker::{
     Call, CircuitBreaker, CircuitBreakerConfig, CircuitOpen, CircuitState, Transition,
 };
+#[cfg(feature = "redis")]
+pub use budget::RedisBudgetOptions;
 pub use budget::RetryBudget;
 #[cfg(feature = "redis")]
 pub use concurrency::RedisConcurrencyOptions;
