@@ -28,6 +28,8 @@ pub(crate) mod retry_on;
 mod stream;
 
 pub use backoff::Backoff;
+#[cfg(feature = "redis")]
+pub use breaker::RedisBreakerOptions;
 pub use breaker::{
     Call, CircuitBreaker, CircuitBreakerConfig, CircuitOpen, CircuitState, Transition,
 };
