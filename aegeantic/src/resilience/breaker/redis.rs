@@ -85,6 +85,9 @@ pub(crate) struct FleetBreaker {
     running: AtomicBool,
     /// Wakes the task; its own `Arc`, so that a waiting task keeps nothing else alive.
     wake: Arc<Notify>,
+    /// Cuts the task's pause short: this process's outcomes say the breaker opens, and
+    /// the fleet should know at once.
+    urgent: Arc<Notify>,
 }
 
 /// This process's copy of the fleet's breaker, and what it has to tell the fleet.
@@ -107,6 +110,8 @@ struct View {
     /// has heard of them, as an in-process breaker would.
     window: (u64, u64),
     unreported: (u64, u64),
+    /// Whether this generation's `urgent` wake-up has been sent.
+    hurried: bool,
     /// Redis did not answer the last call: the in-process breaker decides.
     down: bool,
     synced: Option<Instant>,
@@ -162,11 +167,13 @@ impl FleetBreaker {
                 refresh: false,
                 window: (0, 0),
                 unreported: (0, 0),
+                hurried: false,
                 down: false,
                 synced: None,
             }),
             running: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
+            urgent: Arc::new(Notify::new()),
         }))
     }
 
@@ -282,7 +289,12 @@ impl FleetBreaker {
             copy.unreported.1 += u64::from(failed);
         }
         copy.reports.push(report);
+        let hurry = failed && !copy.hurried && self.would_open(&copy);
+        copy.hurried |= hurry;
         drop(copy);
+        if hurry {
+            self.urgent.notify_one();
+        }
         self.wake.notify_one();
     }
 
@@ -306,7 +318,8 @@ impl FleetBreaker {
         }
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(sync(Arc::downgrade(self), Arc::clone(&self.wake)));
+                let wakes = (Arc::clone(&self.wake), Arc::clone(&self.urgent));
+                runtime.spawn(sync(Arc::downgrade(self), wakes));
             }
             Err(_) => self.running.store(false, Ordering::Release),
         }
@@ -368,6 +381,7 @@ impl FleetBreaker {
             // Probes and outcomes of an earlier period count for nothing now.
             copy.probes.clear();
             copy.unreported = (0, 0);
+            copy.hurried = false;
         } else {
             copy.unreported.0 = copy.unreported.0.saturating_sub(sent.0);
             copy.unreported.1 = copy.unreported.1.saturating_sub(sent.1);
@@ -390,7 +404,7 @@ impl FleetBreaker {
 
 /// Reports outcomes and brings the state back, at most every sync interval, while there
 /// is something to report or a probe to ask for; ends when the breaker is gone.
-async fn sync(breaker: Weak<FleetBreaker>, wake: Arc<Notify>) {
+async fn sync(breaker: Weak<FleetBreaker>, (wake, urgent): (Arc<Notify>, Arc<Notify>)) {
     loop {
         let Some(this) = breaker.upgrade() else {
             return;
@@ -427,7 +441,7 @@ async fn sync(breaker: Weak<FleetBreaker>, wake: Arc<Notify>) {
             }
         };
         drop(this);
-        tokio::time::sleep(pause).await;
+        let _ = tokio::time::timeout(pause, urgent.notified()).await;
     }
 }
 
