@@ -79,7 +79,7 @@ async fn with_concurrency_holds_a_slot_per_attempt_and_none_in_the_back_off() {
             Resilient::Retry(_) => {
                 seen.push(format!("retry:{held}"));
                 // Someone else takes the free slot for 5 s: the retry waits for it.
-                let permit = slots.try_acquire().expect("free during the back-off");
+                let permit = slots.try_acquire().await.expect("free during the back-off");
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     drop(permit);

@@ -66,6 +66,9 @@ pub enum ConfigError {
     /// password.
     #[error("the Redis URL does not parse")]
     InvalidRedisUrl,
+    /// A Redis Cluster was given without any node to reach it by.
+    #[error("a Redis Cluster needs at least one node URL, got none")]
+    NoClusterNodes,
     /// A Redis call timeout of zero would fail every call.
     #[error("call_timeout must be greater than zero")]
     ZeroCallTimeout,

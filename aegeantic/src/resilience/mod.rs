@@ -8,7 +8,7 @@
 //! | `limiter/`    | the token bucket, [`RateLimiter`]                           |
 //! | `stream/`     | the stream adapters and [`Resilient`] items                 |
 //! | `future`      | the same around a future: [`retry`], [`resilient`]          |
-//! | `concurrency` | [`ConcurrencyLimiter`]: at most N at once                   |
+//! | `concurrency/`| [`ConcurrencyLimiter`]: at most N at once, or N per fleet   |
 //! | `monitor`     | [`ResilienceMonitor`]                                       |
 //! | `error`       | [`ConfigError`], [`RateLimitError`], [`ResilienceError`]    |
 
@@ -28,10 +28,16 @@ pub(crate) mod retry_on;
 mod stream;
 
 pub use backoff::Backoff;
+#[cfg(feature = "redis")]
+pub use breaker::RedisBreakerOptions;
 pub use breaker::{
     Call, CircuitBreaker, CircuitBreakerConfig, CircuitOpen, CircuitState, Transition,
 };
+#[cfg(feature = "redis")]
+pub use budget::RedisBudgetOptions;
 pub use budget::RetryBudget;
+#[cfg(feature = "redis")]
+pub use concurrency::RedisConcurrencyOptions;
 pub use concurrency::{ConcurrencyLimited, ConcurrencyLimiter, ConcurrencyPermit};
 pub use error::{ConfigError, RateLimitError, ResilienceError};
 pub use future::{resilient, retry, Event, Observer, RetryCall, RetryFuture};

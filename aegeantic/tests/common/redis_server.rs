@@ -16,6 +16,11 @@ impl RedisServer {
         Self::launch(free_port(), None)
     }
 
+    /// A server on a free port with `extra` arguments, e.g. `--cluster-enabled yes`.
+    pub fn start_with_args(extra: &[String]) -> Self {
+        Self::launch_with(free_port(), None, extra)
+    }
+
     pub fn start_with_password(password: &str) -> Self {
         Self::launch(free_port(), Some(password.to_owned()))
     }
@@ -27,10 +32,15 @@ impl RedisServer {
     }
 
     fn launch(port: u16, password: Option<String>) -> Self {
+        Self::launch_with(port, password, &[])
+    }
+
+    fn launch_with(port: u16, password: Option<String>, extra: &[String]) -> Self {
         let mut command = Command::new("redis-server");
         command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(password) = &password {
@@ -61,6 +71,11 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Whether the server still runs (was not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Sends one inline command and returns the raw reply.
@@ -110,7 +125,7 @@ fn read_reply(stream: &mut TcpStream) -> String {
 }
 
 /// A port nobody listens on right now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free loopback port")

@@ -95,7 +95,7 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let fresh = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, fresh);
-        let state = match self.limiter.try_acquire() {
+        let state = match self.limiter.try_acquire_now() {
             Some(permit) => State::Calling {
                 future: ready.call(request),
                 permit: Some(permit),

@@ -13,7 +13,7 @@ mod gcra;
 #[cfg(all(test, aegeantic_loom))]
 mod loom_tests;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 mod sync;
 #[cfg(test)]
 mod tests;

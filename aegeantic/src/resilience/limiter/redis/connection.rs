@@ -1,188 +1,298 @@
-//! The Redis connection: made lazily, remade on failure, never showing the password.
+//! The Redis connection, to one node or to a cluster: made lazily, remade on failure,
+//! never showing the password.
+//!
+//! Every call runs a Lua script on one key. On a cluster the client sends it to the master
+//! of the key's slot and follows `MOVED`/`ASK` redirections; a script a node has not seen
+//! (a promoted replica, a restarted or flushed node) is sent in full there, by `EVAL` on
+//! the same key, so script loading never depends on reaching every node.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline,
+    RedisError, RedisFuture, Script, ServerErrorKind, Value,
+};
 use tokio::sync::OnceCell;
 
-use super::{WindowTimes, MAX_WINDOWS};
 use crate::resilience::ConfigError;
 
-static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("gcra.lua")));
-static ADJUST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("adjust.lua")));
+/// Where the shared state lives.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Target<'a> {
+    /// One server, by URL.
+    Node(&'a str),
+    /// A cluster, by the URLs of some of its nodes (the client discovers the rest).
+    Cluster(&'a [&'a str]),
+}
 
-/// What the script answered.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Reply {
-    pub(crate) admitted: bool,
-    pub(crate) wait_us: u64,
-    pub(crate) remaining: f64,
-    pub(crate) now_us: u64,
-    /// When admitted, where the time the grant booked ends, per window.
-    pub(crate) booked_until: WindowTimes,
-    /// When admitted, each window's refund total (see `adjust.lua`).
-    pub(crate) refunded: WindowTimes,
+/// A Lua script: its SHA1 for `EVALSHA`, its source for a node that lacks it.
+pub(crate) struct Lua {
+    script: Script,
+    source: &'static str,
+}
+
+impl Lua {
+    pub(crate) fn new(source: &'static str) -> Self {
+        Lua {
+            script: Script::new(source),
+            source,
+        }
+    }
+}
+
+enum Clients {
+    Node(Client),
+    Cluster(Box<ClusterClient>),
+}
+
+/// One multiplexed connection of either kind.
+#[derive(Clone)]
+pub(crate) enum Link {
+    Node(ConnectionManager),
+    /// A connection for blocking commands alone, dropped on failure.
+    Dedicated(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::Node(link) => link.req_packed_command(cmd),
+            Link::Dedicated(link) => link.req_packed_command(cmd),
+            Link::Cluster(link) => link.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Node(link) => link.req_packed_commands(pipeline, offset, count),
+            Link::Dedicated(link) => link.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(link) => link.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Node(link) => link.get_db(),
+            Link::Dedicated(link) => link.get_db(),
+            Link::Cluster(link) => link.get_db(),
+        }
+    }
 }
 
 pub(crate) struct Connection {
-    client: Client,
+    clients: Clients,
     /// A few multiplexed connections, used in turn: one alone caps throughput at low
     /// concurrency (each call waits its turn in one pipeline), and several keep a pipeline
-    /// each at high concurrency. Each is built on first use: creating a manager needs a
-    /// runtime and would otherwise fail while Redis is down.
-    managers: Vec<OnceCell<ConnectionManager>>,
+    /// each at high concurrency. Each is built on first use: creating one needs a runtime,
+    /// and a cluster connection needs the cluster to answer.
+    links: Vec<OnceCell<Link>>,
     next: AtomicUsize,
     key: String,
     call_timeout: Duration,
-    /// `host:port/db`, for messages: the URL without credentials.
+    /// `host:port/db` (or the cluster's nodes), for messages: no credentials.
     address: String,
     /// Scrubbed from any message that might echo it.
     password: Option<String>,
 }
 
 impl Connection {
+    /// A connection whose scripts all run on `key`.
     pub(crate) fn new(
-        url: &str,
-        key: &str,
+        target: Target<'_>,
+        key: String,
         call_timeout: Duration,
         connections: usize,
     ) -> Result<Self, ConfigError> {
-        let client = Client::open(url).map_err(|_| ConfigError::InvalidRedisUrl)?;
-        let info = client.get_connection_info();
-        let address = format!("{}/{}", info.addr(), info.redis_settings().db());
-        let password = info.redis_settings().password().map(str::to_owned);
+        let (clients, address, password) = match target {
+            Target::Node(url) => {
+                let client = Client::open(url).map_err(|_| ConfigError::InvalidRedisUrl)?;
+                let info = client.get_connection_info();
+                let address = format!("{}/{}", info.addr(), info.redis_settings().db());
+                let password = info.redis_settings().password().map(str::to_owned);
+                (Clients::Node(client), address, password)
+            }
+            Target::Cluster(urls) => {
+                let infos = urls
+                    .iter()
+                    .map(|url| url.into_connection_info())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| ConfigError::InvalidRedisUrl)?;
+                let Some(first) = infos.first() else {
+                    return Err(ConfigError::NoClusterNodes);
+                };
+                let password = first.redis_settings().password().map(str::to_owned);
+                let nodes: Vec<String> = infos.iter().map(|info| info.addr().to_string()).collect();
+                let client = ClusterClient::builder(infos)
+                    .connection_timeout(call_timeout)
+                    .response_timeout(call_timeout)
+                    // A call gets one round of redirections and retries within the call
+                    // timeout; past it, the outage logic takes over and probes.
+                    .retries(2)
+                    .min_retry_wait(1)
+                    .max_retry_wait(20)
+                    .build()
+                    .map_err(|_| ConfigError::InvalidRedisUrl)?;
+                (
+                    Clients::Cluster(Box::new(client)),
+                    format!("cluster {}", nodes.join(",")),
+                    password,
+                )
+            }
+        };
         Ok(Connection {
-            client,
-            managers: (0..connections).map(|_| OnceCell::new()).collect(),
+            clients,
+            links: (0..connections).map(|_| OnceCell::new()).collect(),
             next: AtomicUsize::new(0),
-            // The hash tag pins the key to one cluster slot whatever else is added to it.
-            key: format!("aegeantic:{{{key}}}"),
+            key,
             call_timeout,
             address,
             password,
         })
     }
 
-    /// Runs the GCRA script once (EVALSHA, loading it on NOSCRIPT), within the call timeout.
-    pub(crate) async fn gcra(
+    /// Runs `lua` on the keys named by the connection's key plus each of `suffixes` (one
+    /// slot: the key's hash tag covers them all), with the arguments `args` appends
+    /// (EVALSHA, the full source where the node lacks it), within the call timeout.
+    pub(crate) async fn eval<T: FromRedisValue>(
         &self,
-        tokens: u32,
-        max_wait_us: u64,
-        now_us: Option<u64>,
-        windows: &[(u64, u64)],
-    ) -> Result<Reply, RedisError> {
-        let call = async {
-            let mut manager = self.manager().await?;
-            let mut invocation = GCRA.key(&self.key);
-            invocation
-                .arg(tokens)
-                .arg(max_wait_us)
-                .arg(now_us.map_or(-1, |now| now as i64));
-            for &(interval, tolerance) in windows {
-                invocation.arg(interval).arg(tolerance);
+        lua: &Lua,
+        suffixes: &[&str],
+        args: impl Fn(&mut Cmd),
+    ) -> Result<T, RedisError> {
+        let keys = |cmd: &mut Cmd| {
+            cmd.arg(suffixes.len());
+            for suffix in suffixes {
+                cmd.arg(format!("{}{suffix}", self.key));
             }
-            let reply: Vec<i64> = invocation.invoke_async(&mut manager).await?;
-            let [admitted, wait_us, remaining, now_us, ref tats @ ..] = reply[..] else {
-                return Err(RedisError::from((
-                    redis::ErrorKind::UnexpectedReturnType,
-                    "the GCRA script answered fewer than 4 numbers",
-                )));
-            };
-            // Each window's new TAT, then each window's refund total.
-            let (mut booked_until, mut refunded) = ([0; MAX_WINDOWS], [0; MAX_WINDOWS]);
-            let (ends, totals) = tats.split_at(tats.len() / 2);
-            for (to, from) in booked_until.iter_mut().zip(ends) {
-                *to = (*from).max(0) as u64;
-            }
-            for (to, from) in refunded.iter_mut().zip(totals) {
-                *to = (*from).max(0) as u64;
-            }
-            Ok(Reply {
-                admitted: admitted == 1,
-                wait_us: wait_us.max(0) as u64,
-                remaining: remaining as f64 / 1e6,
-                booked_until,
-                refunded,
-                now_us: now_us.max(0) as u64,
-            })
         };
-        tokio::time::timeout(self.call_timeout, call)
-            .await
-            .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
+        let call = async {
+            let mut link = self.link().await?;
+            let mut by_hash = redis::cmd("EVALSHA");
+            by_hash.arg(lua.script.get_hash());
+            keys(&mut by_hash);
+            args(&mut by_hash);
+            match by_hash.query_async(&mut link).await {
+                Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    let mut in_full = redis::cmd("EVAL");
+                    in_full.arg(lua.source);
+                    keys(&mut in_full);
+                    args(&mut in_full);
+                    in_full.query_async(&mut link).await
+                }
+                result => result,
+            }
+        };
+        self.within_timeout(call).await
     }
 
-    /// Runs the adjust script: `operation` of `tokens` on every window, as of the server's
-    /// now; a grant's `booked_until` and `refunded` bound a refund.
-    pub(crate) async fn adjust(
-        &self,
-        operation: &str,
-        tokens: u64,
-        (booked_until, refunded): (&WindowTimes, &WindowTimes),
-        windows: &[(u64, u64)],
-    ) -> Result<(), RedisError> {
-        let call = async {
-            let mut manager = self.manager().await?;
-            let mut invocation = ADJUST.key(&self.key);
-            invocation.arg(operation).arg(tokens);
-            let bounds = booked_until.iter().zip(refunded);
-            for (&(interval, tolerance), (end, mark)) in windows.iter().zip(bounds) {
-                invocation.arg(interval).arg(tolerance).arg(end).arg(mark);
-            }
-            invocation.invoke_async::<()>(&mut manager).await
-        };
-        tokio::time::timeout(self.call_timeout, call)
-            .await
-            .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
-    }
-
-    /// Checks that every connection answers, within the call timeout.
+    /// Checks that every connection answers for the key, within the call timeout.
     ///
-    /// After a failure a manager keeps the failed reconnection's error and reports it to
-    /// the next command, which starts a new reconnection in the background. So each
-    /// connection is asked twice if need be: the second PING waits for a reconnection
-    /// begun now, not for the outcome of one made while Redis was still down.
+    /// After a failure a connection manager keeps the failed reconnection's error and
+    /// reports it to the next command, which starts a new reconnection in the background.
+    /// So each connection is asked twice if need be: the second request waits for a
+    /// reconnection begun now, not for the outcome of one made while Redis was still down.
+    /// The request names the key, so on a cluster it reaches the node that serves it.
     pub(crate) async fn probe(&self) -> Result<(), RedisError> {
         let probe = async {
-            for cell in &self.managers {
-                let mut manager = self.init(cell).await?;
-                if redis::cmd("PING")
-                    .query_async::<()>(&mut manager)
-                    .await
-                    .is_err()
-                {
-                    redis::cmd("PING").query_async::<()>(&mut manager).await?;
+            for cell in &self.links {
+                let mut link = self.init(cell).await?;
+                let mut exists = redis::cmd("EXISTS");
+                exists.arg(&self.key);
+                if exists.query_async::<()>(&mut link).await.is_err() {
+                    exists.query_async::<()>(&mut link).await?;
                 }
             }
             Ok(())
         };
-        tokio::time::timeout(self.call_timeout, probe)
+        self.within_timeout(probe).await
+    }
+
+    /// Pops the head of the list at the key plus `suffix`, waiting up to `wait` for one
+    /// (`BLPOP`). A blocking command would hold up every call behind it on a shared
+    /// connection, so it runs on `dedicated`, a connection of its own made on first use.
+    pub(crate) async fn blocking_pop(
+        &self,
+        dedicated: &mut Option<Link>,
+        suffix: &str,
+        wait: Duration,
+    ) -> Result<Option<String>, RedisError> {
+        let patience = wait.saturating_add(self.call_timeout);
+        let link = match dedicated {
+            Some(link) => link,
+            None => {
+                let made = match &self.clients {
+                    Clients::Node(client) => {
+                        let config = AsyncConnectionConfig::new()
+                            .set_connection_timeout(Some(self.call_timeout))
+                            .set_response_timeout(Some(patience));
+                        let made = client.get_multiplexed_async_connection_with_config(&config);
+                        Link::Dedicated(self.within_timeout(made).await?)
+                    }
+                    Clients::Cluster(client) => {
+                        let config = ClusterConfig::new()
+                            .set_connection_timeout(self.call_timeout)
+                            .set_response_timeout(patience);
+                        let made = client.get_async_connection_with_config(config);
+                        Link::Cluster(self.within_timeout(made).await?)
+                    }
+                };
+                dedicated.insert(made)
+            }
+        };
+        let mut pop = redis::cmd("BLPOP");
+        pop.arg(format!("{}{suffix}", self.key))
+            .arg(wait.as_secs_f64());
+        let popped: Option<(String, String)> =
+            tokio::time::timeout(patience, pop.query_async(link))
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
+                .inspect_err(|_| *dedicated = None)?;
+        Ok(popped.map(|(_, value)| value))
+    }
+
+    async fn within_timeout<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RedisError> {
+        tokio::time::timeout(self.call_timeout, call)
             .await
             .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
     }
 
-    async fn manager(&self) -> Result<ConnectionManager, RedisError> {
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.managers.len();
-        self.init(&self.managers[turn]).await
+    async fn link(&self) -> Result<Link, RedisError> {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.links.len();
+        self.init(&self.links[turn]).await
     }
 
-    async fn init(
-        &self,
-        cell: &OnceCell<ConnectionManager>,
-    ) -> Result<ConnectionManager, RedisError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.call_timeout))
-            .set_response_timeout(Some(self.call_timeout))
-            // One connection attempt per reconnection, never a series with back-off
-            // delays (100 ms and more by default) that commands would wait out: while
-            // Redis is down no command is sent but probes, and a probe must find a
-            // restarted server at once.
-            .set_number_of_retries(0);
+    async fn init(&self, cell: &OnceCell<Link>) -> Result<Link, RedisError> {
         cell.get_or_try_init(|| async {
-            ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            match &self.clients {
+                Clients::Node(client) => {
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(self.call_timeout))
+                        .set_response_timeout(Some(self.call_timeout))
+                        // One connection attempt per reconnection, never a series with
+                        // back-off delays (100 ms and more by default) that commands would
+                        // wait out: while Redis is down no command is sent but probes, and
+                        // a probe must find a restarted server at once.
+                        .set_number_of_retries(0);
+                    ConnectionManager::new_lazy_with_config(client.clone(), config).map(Link::Node)
+                }
+                Clients::Cluster(client) => client.get_async_connection().await.map(Link::Cluster),
+            }
         })
         .await
         .cloned()
@@ -200,6 +310,9 @@ impl Connection {
 
 impl fmt::Display for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "redis://{}", self.address)
+        match self.clients {
+            Clients::Node(_) => write!(f, "redis://{}", self.address),
+            Clients::Cluster(_) => write!(f, "redis {}", self.address),
+        }
     }
 }

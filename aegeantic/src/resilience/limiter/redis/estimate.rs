@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::connection::Reply;
+use super::gcra::Reply;
 
 pub(crate) struct Estimate {
     /// Microseconds per token of the slowest window.

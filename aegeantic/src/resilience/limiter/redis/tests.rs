@@ -15,7 +15,7 @@ use redis_server::RedisServer;
 
 use tokio::time::Instant;
 
-use super::{RedisBackend, RedisOptions};
+use super::{RedisBackend, RedisOptions, Target};
 use crate::resilience::limiter::Acquisition;
 use crate::resilience::{RateLimitConfig, RateLimitError, RateLimiter};
 
@@ -23,7 +23,13 @@ static KEYS: AtomicU64 = AtomicU64::new(0);
 
 fn backend(server: &RedisServer, config: &RateLimitConfig) -> RedisBackend {
     let key = format!("agree-{}", KEYS.fetch_add(1, Ordering::Relaxed));
-    RedisBackend::new(&server.url(), &key, config, RedisOptions::default()).unwrap()
+    RedisBackend::new(
+        Target::Node(&server.url()),
+        &key,
+        config,
+        RedisOptions::default(),
+    )
+    .unwrap()
 }
 
 fn runtime(paused: bool) -> tokio::runtime::Runtime {

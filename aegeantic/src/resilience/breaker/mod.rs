@@ -10,6 +10,9 @@
 //! A call slower than `slow_call` counts as a failure even when it succeeds: an upstream
 //! that answers in a minute is not healthy.
 
+#[cfg(feature = "redis")]
+mod redis;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -17,6 +20,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::ConfigError;
+#[cfg(feature = "redis")]
+pub use redis::RedisBreakerOptions;
 
 /// Where a breaker stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,7 +158,11 @@ pub struct CircuitOpen {
 /// ```
 #[derive(Clone, Debug)]
 pub struct CircuitBreaker {
+    /// The breaker itself in-process; for a fleet's, the one that decides while Redis
+    /// does not answer.
     shared: Arc<Shared>,
+    #[cfg(feature = "redis")]
+    fleet: Option<Arc<redis::FleetBreaker>>,
 }
 
 #[derive(Debug)]
@@ -189,6 +198,9 @@ pub struct Call {
     generation: u64,
     probe: bool,
     reported: bool,
+    /// Set when the fleet's breaker gave the permission: the outcome goes there.
+    #[cfg(feature = "redis")]
+    fleet: Option<redis::Permission>,
 }
 
 impl CircuitBreaker {
@@ -214,11 +226,60 @@ impl CircuitBreaker {
                     generation: 0,
                 }),
             }),
+            #[cfg(feature = "redis")]
+            fleet: None,
         })
+    }
+
+    /// A breaker shared by every process that uses the same URL, key and config: the
+    /// outcomes of every process's calls count in one window in Redis, the state changes
+    /// once for everyone (in one script), and while half-open the fleet as a whole sends
+    /// at most `half_open_probes` probes.
+    ///
+    /// Permissions stay synchronous and take no Redis round trip: each process decides
+    /// from its copy of the fleet's state, and a task of its own reports the outcomes and
+    /// brings the state back at most every
+    /// [`sync_interval`](RedisBreakerOptions::sync_interval) (10 ms by default), so a
+    /// process may make calls for up to that long (plus a round trip) after the fleet's
+    /// breaker opened. Transitions are returned with the next permission each process gets
+    /// ([`try_call`](Self::try_call)), not by [`Call::success`] or [`Call::failure`]. A
+    /// process that wants a half-open probe is refused (with a `retry_in` of zero) until
+    /// the fleet has granted it one. While Redis does not answer, an in-process breaker of
+    /// the same config decides, starting closed ([`is_shared`](Self::is_shared) says
+    /// which), and the task asks Redis again every
+    /// [`probe_interval`](RedisBreakerOptions::probe_interval).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new), an unparsable URL, and a zero call timeout, sync interval,
+    /// probe interval or probe lease.
+    #[cfg(feature = "redis")]
+    pub fn redis(
+        url: &str,
+        key: &str,
+        config: CircuitBreakerConfig,
+        options: RedisBreakerOptions,
+    ) -> Result<Self, ConfigError> {
+        let mut breaker = Self::new(config.clone())?;
+        breaker.fleet = Some(redis::FleetBreaker::new(url, key, config, options)?);
+        Ok(breaker)
+    }
+
+    /// Whether the fleet's breaker in Redis decides now: `false` for an in-process
+    /// breaker, and for a shared one while Redis does not answer.
+    pub fn is_shared(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.fleet {
+            return fleet.is_up();
+        }
+        false
     }
 
     /// The state now (an open breaker whose time is up reads as half-open).
     pub fn state(&self) -> CircuitState {
+        #[cfg(feature = "redis")]
+        if let Some(state) = self.fleet.as_ref().and_then(|fleet| fleet.state()) {
+            return state;
+        }
         let breaker = self.lock();
         if breaker.state == CircuitState::Open
             && breaker
@@ -234,6 +295,10 @@ impl CircuitBreaker {
     /// The refusal a call would meet `delay` from now, if the breaker is open and stays
     /// open until then.
     pub(crate) fn open_past(&self, delay: Duration) -> Option<CircuitOpen> {
+        #[cfg(feature = "redis")]
+        if let Some(open) = self.fleet.as_ref().and_then(|fleet| fleet.open_past(delay)) {
+            return open;
+        }
         let breaker = self.lock();
         if breaker.state != CircuitState::Open {
             return None;
@@ -251,6 +316,19 @@ impl CircuitBreaker {
     /// [`CircuitOpen`] while open, or while half-open with all probes out.
     pub fn try_call(&self) -> Result<(Call, Option<Transition>), CircuitOpen> {
         let now = Instant::now();
+        #[cfg(feature = "redis")]
+        if let Some(decided) = self.fleet.as_ref().and_then(|fleet| fleet.try_call()) {
+            let (permission, transition) = decided?;
+            let call = Call {
+                breaker: self.clone(),
+                started: now,
+                generation: permission.generation,
+                probe: permission.probe.is_some(),
+                reported: false,
+                fleet: Some(permission),
+            };
+            return Ok((call, transition));
+        }
         let mut breaker = self.lock();
         let mut transition = None;
         if breaker.state == CircuitState::Open {
@@ -279,6 +357,8 @@ impl CircuitBreaker {
             generation: breaker.generation,
             probe,
             reported: false,
+            #[cfg(feature = "redis")]
+            fleet: None,
         };
         Ok((call, transition))
     }
@@ -294,6 +374,11 @@ impl CircuitBreaker {
             .slow_call
             .is_some_and(|slow| call.started.elapsed() >= slow);
         let failed = failed || slow;
+        #[cfg(feature = "redis")]
+        if let (Some(fleet), Some(permission)) = (&self.fleet, &call.fleet) {
+            fleet.record(permission, failed);
+            return None;
+        }
         let mut breaker = self.lock();
         if breaker.generation != call.generation {
             return None;
@@ -323,6 +408,11 @@ impl CircuitBreaker {
 
     /// A probe permit dropped unreported gives its slot back.
     fn release(&self, call: &Call) {
+        #[cfg(feature = "redis")]
+        if let (Some(fleet), Some(permission)) = (&self.fleet, &call.fleet) {
+            fleet.release(permission);
+            return;
+        }
         let mut breaker = self.lock();
         if call.probe && breaker.generation == call.generation {
             breaker.probes_started -= 1;

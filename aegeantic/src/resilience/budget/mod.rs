@@ -8,11 +8,16 @@
 //! when traffic is thin. The idea is gRPC's retry throttling and Finagle's `RetryBudget`;
 //! with a 10 % budget a fully failing upstream sees about 1.1x load.
 
+#[cfg(feature = "redis")]
+mod redis;
+
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::time::Instant;
 
 use super::ConfigError;
+#[cfg(feature = "redis")]
+pub use redis::RedisBudgetOptions;
 
 /// A retry budget shared by cloning.
 ///
@@ -29,7 +34,11 @@ use super::ConfigError;
 /// ```
 #[derive(Clone, Debug)]
 pub struct RetryBudget {
+    /// The budget itself in-process; for a shared one, its settings and the fallback of
+    /// [`FailurePolicy::Local`](crate::resilience::FailurePolicy::Local).
     state: Arc<Mutex<State>>,
+    #[cfg(feature = "redis")]
+    shared: Option<Arc<redis::SharedBudget>>,
 }
 
 /// One retry, in the integer units the balance counts in: deposits of 0.1 must add up to
@@ -66,7 +75,61 @@ impl RetryBudget {
                 min_per_second: 10.0,
                 refilled_at: Instant::now(),
             })),
+            #[cfg(feature = "redis")]
+            shared: None,
         })
+    }
+
+    /// A budget shared by every process that uses the same URL and key: requests from the
+    /// whole fleet earn retries in one balance in Redis, and the fleet's retries draw on
+    /// it, so that N processes retry like one (with a 10 % budget, about 1.1 times the
+    /// fleet's traffic at 100 % failure, not N times one process's reserve and savings).
+    /// The reserve ([`min_retries_per_second`](Self::min_retries_per_second)) and the
+    /// savings cap ([`max_balance`](Self::max_balance)) are the fleet's too; set them
+    /// before first use.
+    ///
+    /// Decisions stay synchronous and take no Redis round trip: each process fetches
+    /// retries ahead, as many as it was asked for in the last
+    /// [`sync_interval`](RedisBudgetOptions::sync_interval) (at least
+    /// [`prefetch`](RedisBudgetOptions::prefetch)), and hands its requests over at most
+    /// every interval, in a task of its own. The fleet may so overspend by what its
+    /// processes hold unused when their retries stop, and a process may refuse a retry the
+    /// fleet could afford until its next call. Measured: 4 processes × 16 tasks against an
+    /// upstream failing every call for 2 s, 3 attempts each: 1.100 attempts per request
+    /// with a shared 10 % budget, 3.000 with none, about 640 Redis calls in all. While Redis does not answer, the
+    /// [`failure_policy`](RedisBudgetOptions::failure_policy) decides (by default the
+    /// in-process budget this one also keeps; [`is_shared`](Self::is_shared) says which).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new), an unparsable URL, and a zero call timeout or sync
+    /// interval.
+    #[cfg(feature = "redis")]
+    pub fn redis(
+        url: &str,
+        key: &str,
+        ratio: f64,
+        options: RedisBudgetOptions,
+    ) -> Result<Self, ConfigError> {
+        let mut budget = Self::new(ratio)?;
+        budget.shared = Some(redis::SharedBudget::new(url, key, options)?);
+        Ok(budget)
+    }
+
+    /// Whether decisions come from the shared budget in Redis now: `false` for an
+    /// in-process budget, and for a shared one while Redis does not answer.
+    pub fn is_shared(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            return !shared.is_down();
+        }
+        false
+    }
+
+    /// The settings in the shared script's units.
+    #[cfg(feature = "redis")]
+    fn settings(&self) -> redis::Settings {
+        let state = self.lock();
+        redis::Settings::new(state.ratio, state.max_balance, state.min_per_second)
     }
 
     /// Retries per second allowed whatever the traffic (default 10), so that a quiet
@@ -103,6 +166,10 @@ impl RetryBudget {
 
     /// Records a new request (a first attempt), earning `ratio` of a retry.
     pub fn deposit(&self) {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            shared.deposit(self);
+        }
         let mut state = self.lock();
         state.balance = (state.balance + state.ratio).min(state.max_balance);
     }
@@ -110,6 +177,19 @@ impl RetryBudget {
     /// Takes one retry from the budget; `false` when it is spent and the retry must not
     /// happen.
     pub fn try_withdraw(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(decided) = self
+            .shared
+            .as_ref()
+            .and_then(|shared| shared.try_withdraw(self))
+        {
+            return decided;
+        }
+        self.withdraw_here()
+    }
+
+    /// [`try_withdraw`](Self::try_withdraw) from the in-process budget.
+    fn withdraw_here(&self) -> bool {
         let mut state = self.lock();
         if state.balance >= RETRY {
             state.balance -= RETRY;
@@ -127,8 +207,13 @@ impl RetryBudget {
         false
     }
 
-    /// Retries that could be taken now: the earned balance plus the reserve.
+    /// Retries that could be taken now: the earned balance plus the reserve (for a shared
+    /// budget, this process's allotment plus the fleet's balance as last reported).
     pub fn available(&self) -> f64 {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = self.shared.as_ref().filter(|shared| !shared.is_down()) {
+            return shared.available();
+        }
         let state = self.lock();
         let elapsed = Instant::now().saturating_duration_since(state.refilled_at);
         let reserve = (state.reserve + elapsed.as_secs_f64() * state.min_per_second)

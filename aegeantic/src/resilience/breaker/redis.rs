@@ -1,0 +1,462 @@
+//! The Redis backend of [`CircuitBreaker`]: one breaker for every process that names the
+//! same key.
+//!
+//! `breaker.lua` holds the state, the window and the probes out, and makes every change of
+//! state in one script, so the fleet changes state once, together. A call's permission
+//! cannot wait for Redis (the retry loops ask synchronously), so each process decides from
+//! its copy of the fleet's state, and one task of its own per breaker (while it is in
+//! use) calls the script at most every [`sync_interval`](RedisBreakerOptions::sync_interval):
+//! it reports the outcomes since the last call and brings back the state. A half-open
+//! breaker's probes are granted by the script, so the fleet as a whole sends at most
+//! `half_open_probes`: a process that wants one is refused until its task has got one.
+//! Transitions reach each process with its next call's permission.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use redis::RedisError;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{CircuitBreakerConfig, CircuitOpen, CircuitState, Transition};
+use crate::resilience::limiter::redis::connection::{Connection, Lua, Target};
+use crate::resilience::ConfigError;
+
+static BREAKER: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("breaker.lua")));
+const KEYS: [&str; 3] = [":state", ":window", ":probes"];
+
+/// What the script counts exactly: a duration past it is this long.
+const LONGEST_US: u64 = 1 << 52;
+
+/// Settings of a [`CircuitBreaker::redis`](super::CircuitBreaker::redis) beyond its
+/// config.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RedisBreakerOptions {
+    /// The longest a Redis call may take (default 250 ms).
+    pub call_timeout: Duration,
+    /// The shortest time between two calls of one process (default 10 ms): how stale a
+    /// process's copy of the state may be while it makes calls.
+    pub sync_interval: Duration,
+    /// How often a process whose Redis does not answer asks it again (default 100 ms).
+    pub probe_interval: Duration,
+    /// How long a half-open probe counts as out when its holder never reports it, e.g.
+    /// because its process died (default 30 s).
+    pub probe_lease: Duration,
+}
+
+impl Default for RedisBreakerOptions {
+    fn default() -> Self {
+        RedisBreakerOptions {
+            call_timeout: Duration::from_millis(250),
+            sync_interval: Duration::from_millis(10),
+            probe_interval: Duration::from_millis(100),
+            probe_lease: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RedisBreakerOptions {
+    /// Sets the shortest time between two calls.
+    #[must_use]
+    pub fn sync_interval(mut self, interval: Duration) -> Self {
+        self.sync_interval = interval;
+        self
+    }
+
+    /// Sets how long an unreported probe counts as out.
+    #[must_use]
+    pub fn probe_lease(mut self, lease: Duration) -> Self {
+        self.probe_lease = lease;
+        self
+    }
+}
+
+/// The shared part of a Redis-backed [`CircuitBreaker`](super::CircuitBreaker).
+pub(crate) struct FleetBreaker {
+    connection: Connection,
+    config: CircuitBreakerConfig,
+    options: RedisBreakerOptions,
+    owner: String,
+    next_probe: AtomicU64,
+    view: Mutex<View>,
+    running: AtomicBool,
+    /// Wakes the task; its own `Arc`, so that a waiting task keeps nothing else alive.
+    wake: Arc<Notify>,
+    /// Cuts the task's pause short: this process's outcomes say the breaker opens, and
+    /// the fleet should know at once.
+    urgent: Arc<Notify>,
+}
+
+/// This process's copy of the fleet's breaker, and what it has to tell the fleet.
+struct View {
+    state: CircuitState,
+    generation: u64,
+    /// When an open breaker lets a probe through; `None` while not open, or never.
+    open_until: Option<Instant>,
+    /// A change of state not yet reported to a caller.
+    transition: Option<Transition>,
+    /// Reports for the script (see `breaker.lua`).
+    reports: Vec<String>,
+    /// Probes granted and not yet handed to a call, with their generation.
+    probes: Vec<(String, u64)>,
+    want_probe: bool,
+    /// A caller found the copy older than the sync interval.
+    refresh: bool,
+    /// The fleet's window as last reported, and this process's outcomes since, in the
+    /// closed state: enough failures among them refuse calls before the fleet's breaker
+    /// has heard of them, as an in-process breaker would.
+    window: (u64, u64),
+    unreported: (u64, u64),
+    /// Whether this generation's `urgent` wake-up has been sent.
+    hurried: bool,
+    /// Redis did not answer the last call: the in-process breaker decides.
+    down: bool,
+    synced: Option<Instant>,
+}
+
+/// What a permission says when the fleet's breaker decides.
+#[derive(Debug)]
+pub(crate) struct Permission {
+    pub(crate) generation: u64,
+    /// The probe's id when the call is a half-open probe.
+    pub(crate) probe: Option<String>,
+}
+
+impl FleetBreaker {
+    pub(crate) fn new(
+        url: &str,
+        key: &str,
+        config: CircuitBreakerConfig,
+        options: RedisBreakerOptions,
+    ) -> Result<Arc<Self>, ConfigError> {
+        if options.call_timeout.is_zero() {
+            return Err(ConfigError::ZeroCallTimeout);
+        }
+        for (field, value) in [
+            ("sync_interval", options.sync_interval),
+            ("probe_interval", options.probe_interval),
+            ("probe_lease", options.probe_lease),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::ZeroTimeout { field });
+            }
+        }
+        let connection = Connection::new(
+            Target::Node(url),
+            format!("aegeantic:breaker:{{{key}}}"),
+            options.call_timeout,
+            1,
+        )?;
+        Ok(Arc::new(FleetBreaker {
+            connection,
+            config,
+            options,
+            owner: format!("{:016x}", rand::random::<u64>()),
+            next_probe: AtomicU64::new(0),
+            view: Mutex::new(View {
+                state: CircuitState::Closed,
+                generation: 0,
+                open_until: None,
+                transition: None,
+                reports: Vec::new(),
+                probes: Vec::new(),
+                want_probe: false,
+                refresh: false,
+                window: (0, 0),
+                unreported: (0, 0),
+                hurried: false,
+                down: false,
+                synced: None,
+            }),
+            running: AtomicBool::new(false),
+            wake: Arc::new(Notify::new()),
+            urgent: Arc::new(Notify::new()),
+        }))
+    }
+
+    /// Whether Redis answered the last call (else the in-process breaker decides).
+    pub(crate) fn is_up(&self) -> bool {
+        !self.lock().down
+    }
+
+    /// The fleet's state as last seen; `None` while Redis is down.
+    pub(crate) fn state(&self) -> Option<CircuitState> {
+        let copy = self.lock();
+        if copy.down {
+            return None;
+        }
+        Some(match (copy.state, copy.open_until) {
+            (CircuitState::Open, Some(until)) if Instant::now() >= until => CircuitState::HalfOpen,
+            (state, _) => state,
+        })
+    }
+
+    /// The refusal a call would meet `delay` from now; the outer `None` while Redis is
+    /// down.
+    pub(crate) fn open_past(&self, delay: Duration) -> Option<Option<CircuitOpen>> {
+        let copy = self.lock();
+        if copy.down {
+            return None;
+        }
+        if copy.state != CircuitState::Open {
+            return Some(None);
+        }
+        let retry_in = copy.open_until.map_or(Duration::MAX, |until| {
+            until.saturating_duration_since(Instant::now())
+        });
+        Some((retry_in > delay).then_some(CircuitOpen { retry_in }))
+    }
+
+    /// A permission from the fleet's state as last seen, with the transition not yet
+    /// reported; `None` while Redis is down.
+    pub(crate) fn try_call(
+        self: &Arc<Self>,
+    ) -> Option<Result<(Permission, Option<Transition>), CircuitOpen>> {
+        self.start();
+        let now = Instant::now();
+        let mut copy = self.lock();
+        if copy.down {
+            return None;
+        }
+        if copy
+            .synced
+            .is_none_or(|at| now.saturating_duration_since(at) >= self.options.sync_interval)
+        {
+            // The copy may be stale: bring it up to date for the next calls.
+            copy.refresh = true;
+            self.wake.notify_one();
+        }
+        let permission = match copy.state {
+            CircuitState::Closed if self.would_open(&copy) => {
+                return Some(Err(CircuitOpen {
+                    retry_in: self.config.open_duration,
+                }));
+            }
+            CircuitState::Closed => Permission {
+                generation: copy.generation,
+                probe: None,
+            },
+            CircuitState::Open if copy.open_until.is_none_or(|until| now < until) => {
+                let retry_in = copy
+                    .open_until
+                    .map_or(Duration::MAX, |until| until.saturating_duration_since(now));
+                return Some(Err(CircuitOpen { retry_in }));
+            }
+            CircuitState::Open | CircuitState::HalfOpen => match copy.probes.pop() {
+                Some((id, generation)) => Permission {
+                    generation,
+                    probe: Some(id),
+                },
+                None => {
+                    copy.want_probe = true;
+                    self.wake.notify_one();
+                    return Some(Err(CircuitOpen {
+                        retry_in: Duration::ZERO,
+                    }));
+                }
+            },
+        };
+        Some(Ok((permission, copy.transition.take())))
+    }
+
+    /// Whether the fleet's window as last seen, with this process's outcomes since, has
+    /// reached the failure ratio: the fleet's breaker is opening, or about to.
+    fn would_open(&self, copy: &View) -> bool {
+        // The window keeps the latest calls, and which of the oldest the new outcomes push
+        // out is unknown here: every failure counts as still in. So a process may refuse
+        // calls a sync interval before the fleet's breaker opens, never later than its own
+        // outcomes say it should.
+        let size = self.config.window as u64;
+        let calls = (copy.window.0 + copy.unreported.0).min(size);
+        let failures = (copy.window.1 + copy.unreported.1).min(calls);
+        calls >= self.config.minimum_calls as u64
+            && failures as f64 >= self.config.failure_ratio * calls as f64
+    }
+
+    /// Reports a call's outcome to the fleet, with the next call of the task.
+    pub(crate) fn record(&self, permission: &Permission, failed: bool) {
+        let outcome = u8::from(failed);
+        let report = match &permission.probe {
+            Some(id) => format!("p:{}:{id}:{outcome}", permission.generation),
+            None => format!("c:{}:{outcome}", permission.generation),
+        };
+        let mut copy = self.lock();
+        if permission.probe.is_none() && permission.generation == copy.generation {
+            copy.unreported.0 += 1;
+            copy.unreported.1 += u64::from(failed);
+        }
+        copy.reports.push(report);
+        let hurry = failed && !copy.hurried && self.would_open(&copy);
+        copy.hurried |= hurry;
+        drop(copy);
+        if hurry {
+            self.urgent.notify_one();
+        }
+        self.wake.notify_one();
+    }
+
+    /// A probe dropped unreported frees its place.
+    pub(crate) fn release(&self, permission: &Permission) {
+        if let Some(id) = &permission.probe {
+            let report = format!("x:{}:{id}", permission.generation);
+            self.lock().reports.push(report);
+            self.wake.notify_one();
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the task on first use, in the caller's runtime.
+    fn start(self: &Arc<Self>) {
+        if self.running.load(Ordering::Relaxed) || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let wakes = (Arc::clone(&self.wake), Arc::clone(&self.urgent));
+                runtime.spawn(sync(Arc::downgrade(self), wakes));
+            }
+            Err(_) => self.running.store(false, Ordering::Release),
+        }
+    }
+
+    /// One call of the script: hands over `reports` (`sent` of them closed calls' outcomes:
+    /// calls, failures), asks for a probe if `want_probe`, and updates the copy.
+    async fn call(
+        &self,
+        reports: &[String],
+        sent: (u64, u64),
+        want_probe: bool,
+    ) -> Result<(), RedisError> {
+        let micros = |span: Duration| span.as_micros().min(u128::from(LONGEST_US)) as u64;
+        let probe_id = format!(
+            "{}:{}",
+            self.owner,
+            self.next_probe.fetch_add(1, Ordering::Relaxed)
+        );
+        let config = &self.config;
+        let asked = Instant::now();
+        let reply: Vec<i64> = self
+            .connection
+            .eval(&BREAKER, &KEYS, |cmd| {
+                cmd.arg(-1)
+                    .arg(config.window)
+                    .arg(config.minimum_calls)
+                    .arg((config.failure_ratio * 1e6).round() as u64)
+                    .arg(micros(config.open_duration))
+                    .arg(config.half_open_probes)
+                    .arg(micros(self.options.probe_lease))
+                    .arg(u8::from(want_probe))
+                    .arg(&probe_id)
+                    .arg(reports);
+            })
+            .await?;
+        let [state, generation, remaining_us, granted, ratio, calls, failures] = reply[..] else {
+            return Err(RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "the breaker script answered other than 7 numbers",
+            )));
+        };
+        let state = match state {
+            1 => CircuitState::Open,
+            2 => CircuitState::HalfOpen,
+            _ => CircuitState::Closed,
+        };
+        let generation = u64::try_from(generation).unwrap_or(0);
+        let mut copy = self.lock();
+        copy.synced = Some(asked);
+        copy.down = false;
+        if generation != copy.generation {
+            copy.transition = Some(Transition {
+                from: copy.state,
+                to: state,
+                failure_ratio: (state == CircuitState::Open && ratio >= 0)
+                    .then(|| ratio as f64 / 1e6),
+            });
+            // Probes and outcomes of an earlier period count for nothing now.
+            copy.probes.clear();
+            copy.unreported = (0, 0);
+            copy.hurried = false;
+        } else {
+            copy.unreported.0 = copy.unreported.0.saturating_sub(sent.0);
+            copy.unreported.1 = copy.unreported.1.saturating_sub(sent.1);
+        }
+        copy.state = state;
+        copy.generation = generation;
+        copy.window = (
+            u64::try_from(calls).unwrap_or(0),
+            u64::try_from(failures).unwrap_or(0),
+        );
+        copy.open_until = u64::try_from(remaining_us)
+            .ok()
+            .and_then(|us| asked.checked_add(Duration::from_micros(us)));
+        if granted == 1 {
+            copy.probes.push((probe_id, generation));
+        }
+        Ok(())
+    }
+}
+
+/// Reports outcomes and brings the state back, at most every sync interval, while there
+/// is something to report or a probe to ask for; ends when the breaker is gone.
+async fn sync(breaker: Weak<FleetBreaker>, (wake, urgent): (Arc<Notify>, Arc<Notify>)) {
+    loop {
+        let Some(this) = breaker.upgrade() else {
+            return;
+        };
+        let (reports, sent, want_probe, refresh, down) = {
+            let mut copy = this.lock();
+            let want = std::mem::take(&mut copy.want_probe);
+            let refresh = std::mem::take(&mut copy.refresh);
+            let reports = std::mem::take(&mut copy.reports);
+            (reports, copy.unreported, want, refresh, copy.down)
+        };
+        if reports.is_empty() && !want_probe && !refresh && !down {
+            drop(this);
+            wake.notified().await;
+            continue;
+        }
+        let pause = match this.call(&reports, sent, want_probe).await {
+            Ok(()) => this.options.sync_interval,
+            Err(error) => {
+                #[cfg(feature = "tracing")]
+                if !this.lock().down {
+                    tracing::warn!(
+                        error = %this.connection.describe(&error),
+                        "circuit breaker: redis unavailable, the in-process breaker decides"
+                    );
+                }
+                #[cfg(not(feature = "tracing"))]
+                let _ = error;
+                let mut copy = this.lock();
+                copy.down = true;
+                copy.unreported = (0, 0);
+                drop(copy);
+                this.options.probe_interval
+            }
+        };
+        drop(this);
+        let _ = tokio::time::timeout(pause, urgent.notified()).await;
+    }
+}
+
+impl fmt::Debug for FleetBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FleetBreaker")
+            .field("redis", &format_args!("{}", self.connection))
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FleetBreaker {
+    fn drop(&mut self) {
+        // The task finds the breaker gone and ends.
+        self.wake.notify_one();
+    }
+}

@@ -1,0 +1,245 @@
+//! `CircuitBreaker::redis` against a real redis-server on loopback (real time): one state
+//! for every breaker on the key, the fleet's probes capped as one breaker's, the fallback
+//! while Redis is down, and the requests a fleet of processes sends to an upstream that is
+//! down for 10 s, with a breaker per process, one shared breaker, and one process alone.
+#![cfg(feature = "redis")]
+
+// Shared by the Redis test binaries, each using a part.
+#[allow(dead_code)]
+#[path = "common/redis_fleet.rs"]
+mod redis_fleet;
+#[allow(dead_code)]
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aegeantic::resilience::{
+    CircuitBreaker, CircuitBreakerConfig, CircuitState, RedisBreakerOptions,
+};
+use redis_fleet::{child_spec, spawn_child, unix_micros, PROCESSES, TASKS};
+use redis_server::RedisServer;
+
+/// Opens at half of 10 calls failing; probes 3 after 2 s.
+fn config() -> CircuitBreakerConfig {
+    CircuitBreakerConfig {
+        window: 20,
+        minimum_calls: 10,
+        failure_ratio: 0.5,
+        open_duration: Duration::from_secs(2),
+        half_open_probes: 3,
+        slow_call: None,
+    }
+}
+
+/// The upstream is down for this long, from `BEFORE` into the run; the run ends `AFTER`
+/// it is back.
+const OUTAGE: Duration = Duration::from_secs(10);
+const BEFORE: Duration = Duration::from_millis(500);
+const AFTER: Duration = Duration::from_millis(2500);
+/// Each call of the upstream takes this long.
+const LATENCY: Duration = Duration::from_millis(20);
+
+/// Not a test of its own: the entry point of the worker processes that the multi-process
+/// tests start (see `common/redis_fleet.rs`). The key is `<key>@<outage start, unix us>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_child_process_entry() {
+    let Some((role, url, spec)) = child_spec() else {
+        return;
+    };
+    let (key, start) = spec.split_once('@').unwrap();
+    let down_from: u64 = start.parse().unwrap();
+    let (breaker, tasks) = match role.as_str() {
+        "per-process" => (CircuitBreaker::new(config()).unwrap(), TASKS),
+        "shared" => {
+            let options = RedisBreakerOptions::default();
+            (
+                CircuitBreaker::redis(&url, key, config(), options).unwrap(),
+                TASKS,
+            )
+        }
+        // One process with the whole fleet's tasks and one breaker.
+        "alone" => (CircuitBreaker::new(config()).unwrap(), PROCESSES * TASKS),
+        other => panic!("unknown child role {other}"),
+    };
+    let (reached, later) = call_the_upstream(breaker, tasks, down_from).await;
+    println!("REACHED {reached} {later}");
+}
+
+/// The first second of the outage, when the breakers open; the probes come after.
+const FIRST_SECOND: u64 = 1_000_000;
+
+/// `tasks` tasks calling through `breaker` an upstream that fails every call that arrives
+/// in the outage; the calls that reached it then, and those of them after its first second.
+async fn call_the_upstream(breaker: CircuitBreaker, tasks: usize, down_from: u64) -> (u64, u64) {
+    let down_until = down_from + OUTAGE.as_micros() as u64;
+    let end = down_until + AFTER.as_micros() as u64;
+    let (reached, later) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let tasks: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (breaker, reached, later) =
+                (breaker.clone(), Arc::clone(&reached), Arc::clone(&later));
+            tokio::spawn(async move {
+                while unix_micros() < end {
+                    let Ok((call, _)) = breaker.try_call() else {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    };
+                    let arrived = unix_micros();
+                    let down = (down_from..down_until).contains(&arrived);
+                    reached.fetch_add(u64::from(down), Ordering::Relaxed);
+                    if down && arrived >= down_from + FIRST_SECOND {
+                        later.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(LATENCY).await;
+                    let _ = if down { call.failure() } else { call.success() };
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (
+        reached.load(Ordering::Relaxed),
+        later.load(Ordering::Relaxed),
+    )
+}
+
+#[test]
+fn a_shared_breaker_probes_a_dead_upstream_as_one_breaker_would() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let down_from = unix_micros() + BEFORE.as_micros() as u64;
+    let spawn = |role: &str, count: usize| -> Vec<_> {
+        (0..count)
+            .map(|_| spawn_child(role, &url, &format!("{role}@{down_from}")))
+            .collect()
+    };
+    // The three fleets run at once, against the same outage.
+    let fleets = [
+        spawn("per-process", PROCESSES),
+        spawn("shared", PROCESSES),
+        spawn("alone", 1),
+    ];
+    let [per_process, shared, alone] = fleets.map(|children| {
+        children
+            .into_iter()
+            .map(|child| {
+                let output = child.wait_with_output().unwrap();
+                assert!(output.status.success());
+                let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+                let line = stdout
+                    .lines()
+                    .find_map(|line| line.strip_prefix("REACHED "))
+                    .expect("the child reported");
+                let (all, later) = line.split_once(' ').unwrap();
+                (all.parse::<u64>().unwrap(), later.parse::<u64>().unwrap())
+            })
+            .fold((0, 0), |(all, later), (a, l)| (all + a, later + l))
+    });
+    println!(
+        "upstream down {OUTAGE:?}, calls of {LATENCY:?}; calls that reached it (of them after \
+         the outage's first second, the probes): {PROCESSES} processes x {TASKS} tasks with a \
+         breaker each {per_process:?}, with one shared breaker {shared:?}; one process of {} \
+         tasks with one breaker {alone:?}",
+        PROCESSES * TASKS
+    );
+    assert!(shared.0 < per_process.0, "{shared:?} vs {per_process:?}");
+    // The probes: the fleet's as one breaker's, where a breaker per process sends N times.
+    assert!(shared.1 <= alone.1 + 3, "{shared:?} vs {alone:?}");
+    assert!(per_process.1 >= 3 * alone.1, "{per_process:?} vs {alone:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_changes_state_once_and_probes_as_one_breaker() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let options = RedisBreakerOptions::default;
+    let fleet: Vec<_> = (0..4)
+        .map(|_| CircuitBreaker::redis(&url, "one", config(), options()).unwrap())
+        .collect();
+    assert!(fleet[0].try_call().is_ok() && fleet[0].is_shared());
+    // Ten failures spread over the four open the breaker for all of them.
+    for n in 0..10 {
+        let (call, _) = fleet[n % 4].try_call().unwrap();
+        assert_eq!(call.failure(), None, "reported with a later permission");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for breaker in &fleet {
+        // A call learns of the change; the next sees the open state.
+        let _ = breaker.try_call();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for breaker in &fleet {
+        assert_eq!(breaker.state(), CircuitState::Open);
+        let open = breaker.try_call().unwrap_err();
+        assert!(open.retry_in > Duration::from_secs(1), "{open:?}");
+    }
+
+    // Once open_duration has passed, the four together get 3 probes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut probes = Vec::new();
+    for _ in 0..20 {
+        for breaker in &fleet {
+            if let Ok((call, _)) = breaker.try_call() {
+                probes.push(call);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(probes.len(), 3, "the fleet's probes");
+    for call in probes {
+        let _ = call.success();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for breaker in &fleet {
+        let _ = breaker.try_call();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for breaker in &fleet {
+        assert_eq!(breaker.state(), CircuitState::Closed, "closed for everyone");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_the_in_process_breaker_decides() {
+    let mut server = RedisServer::start();
+    let breaker = CircuitBreaker::redis(
+        &server.url(),
+        "down",
+        config(),
+        RedisBreakerOptions::default(),
+    )
+    .unwrap();
+    let (call, _) = breaker.try_call().unwrap();
+    let _ = call.success();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(breaker.is_shared());
+    server.kill();
+    let (call, _) = breaker.try_call().unwrap();
+    let _ = call.failure();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!breaker.is_shared(), "the in-process breaker decides");
+    for _ in 0..10 {
+        let (call, _) = breaker.try_call().unwrap();
+        let transition = call.failure();
+        if let Some(transition) = transition {
+            assert_eq!(transition.to, CircuitState::Open);
+        }
+    }
+    assert_eq!(breaker.state(), CircuitState::Open, "in-process, at once");
+    server.restart();
+    let back = std::time::Instant::now();
+    while !breaker.is_shared() {
+        assert!(back.elapsed() < Duration::from_secs(2), "Redis is back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        breaker.state(),
+        CircuitState::Closed,
+        "the fleet's state again"
+    );
+}
