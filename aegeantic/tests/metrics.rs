@@ -4,6 +4,10 @@
 #![cfg(feature = "metrics")]
 
 mod common;
+#[cfg(feature = "redis")]
+#[allow(dead_code)]
+#[path = "common/redis_server.rs"]
+mod redis_server;
 
 use std::collections::BTreeMap;
 use std::future::ready;
@@ -25,16 +29,24 @@ type Recorded = BTreeMap<String, DebugValue>;
 /// Runs `body` on a paused current-thread runtime with a fresh recorder, and returns what
 /// it recorded.
 fn recorded<F: std::future::Future>(body: impl FnOnce() -> F) -> (F::Output, Recorded) {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let output = metrics::with_local_recorder(&recorder, || {
+    recorded_on(
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
             .build()
-            .unwrap()
-            .block_on(body())
-    });
+            .unwrap(),
+        body,
+    )
+}
+
+/// [`recorded`] on `runtime`.
+fn recorded_on<F: std::future::Future>(
+    runtime: tokio::runtime::Runtime,
+    body: impl FnOnce() -> F,
+) -> (F::Output, Recorded) {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let output = metrics::with_local_recorder(&recorder, || runtime.block_on(body()));
     let values = snapshotter
         .snapshot()
         .into_vec()
@@ -353,5 +365,64 @@ fn a_model_call_records_the_gen_ai_metrics() {
         histogram(format!("gen_ai.client.operation.duration{{{m2}}}")),
         [0.1],
         "the request's own model"
+    );
+}
+
+/// Real time and a real redis-server: every script call is timed, and a grant the failure
+/// policy made while Redis was down is a fallback.
+#[cfg(feature = "redis")]
+#[test]
+fn redis_calls_and_fallbacks_are_measured() {
+    use aegeantic::resilience::{FailurePolicy, RedisOptions};
+    let mut server = redis_server::RedisServer::start();
+    let url = server.url();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ((), recorded) = recorded_on(runtime, || async move {
+        let limiter = RateLimiter::redis_with(
+            &url,
+            "metrics-test",
+            RateLimitConfig {
+                requests_per_second: Some(100.0),
+                burst_size: 10,
+                ..RateLimitConfig::default()
+            },
+            RedisOptions::default()
+                .failure_policy(FailurePolicy::FailOpen)
+                .call_timeout(Duration::from_millis(300)),
+        )
+        .unwrap();
+        let run = |limiter: RateLimiter| async move {
+            let once = || stream::iter([Ok::<_, io::Error>(1)]);
+            let mut stream = resilient_stream(once, None, Some(limiter), "fetch", "custom");
+            while let Some(item) = stream.next().await {
+                item.unwrap();
+            }
+        };
+        run(limiter.clone()).await;
+        server.kill();
+        run(limiter).await;
+    });
+    let Some(DebugValue::Histogram(ok)) =
+        recorded.get("histogram aegeantic.redis.call.duration{outcome=ok,script=gcra}")
+    else {
+        panic!("{recorded:#?}");
+    };
+    assert_eq!(ok.len(), 1, "the grant while Redis answered");
+    assert_eq!(
+        counter(
+            &recorded,
+            "aegeantic.rate_limit.fallbacks{operation=fetch,policy=fail_open}"
+        ),
+        1,
+        "{recorded:#?}"
+    );
+    assert!(
+        recorded
+            .get("histogram aegeantic.redis.call.duration{outcome=error,script=gcra}")
+            .is_some(),
+        "the failed call is timed too: {recorded:#?}"
     );
 }

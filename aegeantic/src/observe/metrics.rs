@@ -23,6 +23,9 @@ pub(crate) const RATE_LIMIT_REFUSALS: &str = "aegeantic.rate_limit.refusals";
 pub(crate) const TOKENS_AVAILABLE: &str = "aegeantic.rate_limit.tokens_available";
 /// Grants the failure policy decided while the shared bucket could not be reached.
 pub(crate) const FALLBACKS: &str = "aegeantic.rate_limit.fallbacks";
+/// Seconds a Redis script call took, by script and whether it succeeded.
+#[cfg(feature = "redis")]
+pub(crate) const REDIS_CALL: &str = "aegeantic.redis.call.duration";
 /// Breaker state changes.
 pub(crate) const CIRCUIT_TRANSITIONS: &str = "aegeantic.circuit.transitions";
 /// A breaker's state: 0 closed, 1 half-open, 2 open.
@@ -84,6 +87,17 @@ pub(crate) fn grant(
 /// A refusal by the limiter, `reason` one of its error's kinds.
 pub(crate) fn refusal(operation: SharedString, reason: &'static str) {
     counter!(RATE_LIMIT_REFUSALS, "operation" => operation, "reason" => reason).increment(1);
+}
+
+/// A Redis script call of the shared limiter, concurrency limiter, breaker or budget.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_call(script: &'static str, took: Duration, ok: bool) {
+    histogram!(
+        REDIS_CALL,
+        "script" => script,
+        "outcome" => if ok { "ok" } else { "error" },
+    )
+    .record(took.as_secs_f64());
 }
 
 /// A breaker's change of state; each state as a word and its gauge value.

@@ -24,7 +24,7 @@ use super::{CircuitBreakerConfig, CircuitOpen, CircuitState, Transition};
 use crate::resilience::limiter::redis::connection::{Connection, Lua, Target};
 use crate::resilience::ConfigError;
 
-static BREAKER: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("breaker.lua")));
+static BREAKER: LazyLock<Lua> = LazyLock::new(|| Lua::new("breaker", include_str!("breaker.lua")));
 const KEYS: [&str; 3] = [":state", ":window", ":probes"];
 
 /// What the script counts exactly: a duration past it is this long.

@@ -22,7 +22,7 @@ use super::RetryBudget;
 use crate::resilience::limiter::redis::connection::{Connection, Lua, Target};
 use crate::resilience::{ConfigError, FailurePolicy};
 
-static BUDGET: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("budget.lua")));
+static BUDGET: LazyLock<Lua> = LazyLock::new(|| Lua::new("budget", include_str!("budget.lua")));
 
 /// What the script counts exactly: a balance or rate past it is this much.
 const LARGEST: f64 = (1u64 << 52) as f64;

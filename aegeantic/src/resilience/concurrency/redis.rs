@@ -32,7 +32,7 @@ use super::options::RedisConcurrencyOptions;
 use crate::resilience::limiter::redis::connection::{Connection, Link, Lua, Target};
 use crate::resilience::{ConfigError, FailurePolicy};
 
-static SLOTS: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("slots.lua")));
+static SLOTS: LazyLock<Lua> = LazyLock::new(|| Lua::new("slots", include_str!("slots.lua")));
 const KEYS: [&str; 3] = [":held", ":queue", ":waiting"];
 
 /// A lease or a wait beyond what the script counts exactly is this long.

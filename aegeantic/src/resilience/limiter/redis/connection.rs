@@ -36,13 +36,17 @@ pub(crate) enum Target<'a> {
 pub(crate) struct Lua {
     script: Script,
     source: &'static str,
+    // The script's name in the Redis call metrics.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    name: &'static str,
 }
 
 impl Lua {
-    pub(crate) fn new(source: &'static str) -> Self {
+    pub(crate) fn new(name: &'static str, source: &'static str) -> Self {
         Lua {
             script: Script::new(source),
             source,
+            name,
         }
     }
 }
@@ -195,7 +199,12 @@ impl Connection {
                 result => result,
             }
         };
-        self.within_timeout(call).await
+        #[cfg(feature = "metrics")]
+        let started = tokio::time::Instant::now();
+        let result = self.within_timeout(call).await;
+        #[cfg(feature = "metrics")]
+        crate::observe::metrics::redis_call(lua.name, started.elapsed(), result.is_ok());
+        result
     }
 
     /// Checks that every connection answers for the key, within the call timeout.

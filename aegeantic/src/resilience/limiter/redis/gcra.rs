@@ -8,8 +8,8 @@ use redis::RedisError;
 use super::connection::{Connection, Lua};
 use super::{WindowTimes, MAX_WINDOWS};
 
-static GCRA: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("gcra.lua")));
-static ADJUST: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("adjust.lua")));
+static GCRA: LazyLock<Lua> = LazyLock::new(|| Lua::new("gcra", include_str!("gcra.lua")));
+static ADJUST: LazyLock<Lua> = LazyLock::new(|| Lua::new("adjust", include_str!("adjust.lua")));
 
 /// What the script answered.
 #[derive(Clone, Copy, Debug, PartialEq)]
