@@ -191,6 +191,13 @@ fn how_a_call_ends_is_its_last_attempt_s_outcome() {
         retry(|| ready(Err::<u32, _>(denied())), config.clone())
             .await
             .unwrap_err();
+        // Succeeds at its second attempt, in the state machine.
+        let mut calls = 0;
+        let flaky = move || {
+            calls += 1;
+            ready(if calls == 1 { Err(reset()) } else { Ok(calls) })
+        };
+        retry(flaky, config.clone()).await.unwrap();
         // Retried, then out of attempts.
         let factory = scripted(vec![(vec![], Some(reset))]);
         let mut stream = aegeantic::resilience::retry_stream(factory, config, "op", "tool");
@@ -205,6 +212,14 @@ fn how_a_call_ends_is_its_last_attempt_s_outcome() {
         counter(
             &recorded,
             &format!("aegeantic.attempts{{{call},outcome=success}}")
+        ),
+        2,
+        "one outside the state machine, one in it"
+    );
+    assert_eq!(
+        counter(
+            &recorded,
+            &format!("aegeantic.attempts{{{call},outcome=retried}}")
         ),
         1
     );

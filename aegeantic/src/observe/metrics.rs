@@ -1,6 +1,6 @@
 //! The metrics, recorded through the `metrics` facade into whatever recorder the
 //! application installed (none: nothing is kept). Names follow OpenTelemetry's style; an
-//! exporter may rewrite them (Prometheus: `aegeantic_attempts_total`). The table of names
+//! exporter may rewrite them (Prometheus: `aegeantic_attempts_total` with recommended naming). The table of names
 //! and labels is in the README ("Metrics and spans").
 //!
 //! Label values are only what the user chose (operation names and types) and fixed

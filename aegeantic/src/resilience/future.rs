@@ -321,11 +321,9 @@ where
     loop {
         let item = match ready!(stream.as_mut().poll_next(cx)) {
             Some(Ok(Resilient::Item(value))) => {
-                if !stream.has_breaker() {
-                    return Poll::Ready(Ok(value));
-                }
-                // The attempt has ended only when its stream says so; then the breaker
-                // hears of the success.
+                // The attempt has ended only when its stream says so (at once: the output
+                // is its only item); then the breaker hears of the success, the attempt is
+                // counted and its span closes.
                 *output = Some(Ok(value));
                 continue;
             }

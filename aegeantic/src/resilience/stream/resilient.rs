@@ -173,12 +173,6 @@ impl<O, S: Stream> ResilientStream<O, S> {
         self
     }
 
-    /// Whether a circuit breaker hears of each attempt's outcome, which for a successful
-    /// attempt it does when the attempt's stream ends.
-    pub(crate) fn has_breaker(&self) -> bool {
-        self.run.breaker.is_some()
-    }
-
     /// The state machine of an operation whose first attempt ran without it and failed
     /// with `failure`, which it settles on its first poll as any attempt's end. Only for a
     /// first attempt that needed none of the machine: no token, breaker or time limit, and
