@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// The delay a 429 asks for, in milliseconds.
-pub const RETRY_AFTER_MS: u64 = 40;
+pub const RETRY_AFTER_MS: u64 = 150;
 /// How long a successful request takes.
 const WORK: Duration = Duration::from_millis(5);
 
