@@ -55,7 +55,11 @@ async fn the_scraped_counters_equal_what_the_inline_events_said() {
     let server_directed = tally.retries.iter().filter(|r| r.server_directed).count();
     assert!(server_directed > 0, "{}", summary(&tally));
     assert!(tally.retries.len() > server_directed, "{}", summary(&tally));
-    assert!(tally.waited() > Duration::from_secs(1), "{}", summary(&tally));
+    assert!(
+        tally.waited() > Duration::from_secs(1),
+        "{}",
+        summary(&tally)
+    );
     // One token, so one rate-limit event, before every attempt.
     assert_eq!(tally.grants.len() as u64, tally.attempts);
 
@@ -69,7 +73,11 @@ async fn the_scraped_counters_equal_what_the_inline_events_said() {
     let busiest = per_second.values().copied().fold(0.0, f64::max);
     assert!(busiest <= rate + 2.0 * f64::from(burst), "{per_second:?}");
     let last_grant = tally.grants.iter().map(|g| g.at).max().unwrap();
-    assert!(tally.retries.iter().all(|r| r.at <= last_grant), "{}", summary(&tally));
+    assert!(
+        tally.retries.iter().all(|r| r.at <= last_grant),
+        "{}",
+        summary(&tally)
+    );
 
     let facts = agreement::facts(&tally, &after);
     let wrong: Vec<String> = facts
@@ -93,9 +101,16 @@ async fn the_scraped_counters_equal_what_the_inline_events_said() {
     );
     assert_eq!(inf, tally.grants.len() as f64);
     // No URL and no error text in any label.
-    for sample in after.samples.iter().filter(|s| s.name.starts_with("aegeantic_")) {
+    for sample in after
+        .samples
+        .iter()
+        .filter(|s| s.name.starts_with("aegeantic_"))
+    {
         for value in sample.labels.values() {
-            assert!(!value.contains("127.0.0.1") && !value.contains("HTTP"), "{sample:?}");
+            assert!(
+                !value.contains("127.0.0.1") && !value.contains("HTTP"),
+                "{sample:?}"
+            );
         }
     }
 }
@@ -116,7 +131,8 @@ fn summary(tally: &fleet::Tally) -> String {
 
 #[test]
 fn the_exposition_s_samples_parse_with_their_escapes() {
-    let text = "# TYPE x counter\nx_total{a=\"1\",b=\"say \\\"hi\\\"\\n\"} 3\ny 2.5\nz{le=\"+Inf\"} 4\n";
+    let text =
+        "# TYPE x counter\nx_total{a=\"1\",b=\"say \\\"hi\\\"\\n\"} 3\ny 2.5\nz{le=\"+Inf\"} 4\n";
     let scrape = Scrape::parse(text.to_owned()).unwrap();
     assert_eq!(scrape.samples.len(), 3);
     assert_eq!(scrape.samples[0].labels["b"], "say \"hi\"\n");

@@ -79,12 +79,20 @@ pub fn write(out: &Path, tally: &Tally, rate: f64) -> Result<(), Report> {
     panel(&panels[0], "requests admitted per second", span, &admitted)?;
     let waits = [
         ("mean wait (ms)", per_second(&seconds.mean_wait_ms), BLUE),
-        ("longest wait (ms)", per_second(&seconds.max_wait_ms), MAGENTA),
+        (
+            "longest wait (ms)",
+            per_second(&seconds.max_wait_ms),
+            MAGENTA,
+        ),
     ];
     panel(&panels[1], "wait for a token", span, &waits)?;
     let retries = [
         ("retries", per_second(&seconds.retries), BLACK),
-        ("server-directed", per_second(&seconds.server_directed), GREEN),
+        (
+            "server-directed",
+            per_second(&seconds.server_directed),
+            GREEN,
+        ),
     ];
     panel(&panels[2], "retries per second", span, &retries)?;
     root.present()?;
@@ -121,7 +129,10 @@ fn panel(
     for (label, points, color) in lines {
         let color = *color;
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))?
             .label(*label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
     }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aegeantic::resilience::{
-    resilient, ConfigError, Event, HttpError, RateLimitConfig, RateLimiter,
-    ResilienceError, RetryConfig, RetryOn,
+    resilient, ConfigError, Event, HttpError, RateLimitConfig, RateLimiter, ResilienceError,
+    RetryConfig, RetryOn,
 };
 use tokio::task::JoinError;
 use tokio::time::Instant;

@@ -121,10 +121,14 @@ async fn main() -> Result<(), Report> {
 
     let scrape = Scrape::fetch(&client, &endpoint.url()).await?;
     println!("\nScraped at the end (aegeantic_attempts, _retries, _rate_limit_wait):");
-    for line in ["aegeantic_attempts", "aegeantic_retries", "aegeantic_rate_limit_wait_"]
-        .into_iter()
-        .flat_map(|prefix| scrape.excerpt(prefix))
-        .filter(|line| !line.contains("_bucket"))
+    for line in [
+        "aegeantic_attempts",
+        "aegeantic_retries",
+        "aegeantic_rate_limit_wait_",
+    ]
+    .into_iter()
+    .flat_map(|prefix| scrape.excerpt(prefix))
+    .filter(|line| !line.contains("_bucket"))
     {
         println!("  {line}");
     }
