@@ -13,7 +13,8 @@
 # results; the second, built with the bench package's `metrics` feature (a no-op recorder
 # installed), runs the stream, one-shot and allocation parts again and sets itself beside
 # the first (BENCHMARKS.md, "Metrics"). Without arguments both run; `./bench.sh metrics`
-# runs only those parts, both ways; any other filter runs the first alone.
+# runs only those parts, both ways; any other filter runs the first alone. Both runs'
+# results are kept in target/bench-results/.
 set -euo pipefail
 cd "$(dirname "$0")"
 results="${CARGO_TARGET_DIR:-$PWD/target}/bench-results"
@@ -34,6 +35,6 @@ AEGEANTIC_BENCH_SAVE="$results/metrics-off.tsv" \
 if $compare_metrics; then
   echo
   echo "=== the same parts with aegeantic's metrics on (no-op recorder) ==="
-  AEGEANTIC_BENCH_BASELINE="$results/metrics-off.tsv" \
+  AEGEANTIC_BENCH_BASELINE="$results/metrics-off.tsv" AEGEANTIC_BENCH_SAVE="$results/metrics-on.tsv" \
     cargo bench -p aegeantic-bench --features metrics --bench compare -- "$metrics_parts"
 fi

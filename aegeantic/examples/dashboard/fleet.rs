@@ -127,7 +127,8 @@ pub async fn run(fleet: &Fleet, url: &str) -> Result<Tally, FleetError> {
                 tally: tally.clone(),
                 attempts: attempts.clone(),
                 started,
-                until: started + fleet.run_for,
+                // A time past what the clock can hold: the fleet runs until stopped.
+                until: started.checked_add(fleet.run_for),
             };
             tokio::spawn(task.run())
         })
@@ -148,12 +149,12 @@ struct Task {
     tally: Arc<Mutex<Tally>>,
     attempts: Arc<AtomicU64>,
     started: Instant,
-    until: Instant,
+    until: Option<Instant>,
 }
 
 impl Task {
     async fn run(self) -> Result<(), FleetError> {
-        while Instant::now() < self.until {
+        while self.until.is_none_or(|until| Instant::now() < until) {
             let attempt = || {
                 self.attempts.fetch_add(1, Ordering::Relaxed);
                 call(self.client.clone(), self.url.clone())
