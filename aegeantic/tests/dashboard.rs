@@ -34,6 +34,8 @@ async fn the_scraped_counters_equal_what_the_inline_events_said() {
         rate: 40.0,
         burst: 5,
         run_for: Duration::from_secs(3),
+        ramp: Duration::from_millis(500),
+        think: Duration::from_millis(50),
     };
     let (rate, burst) = (fleet.rate, fleet.burst);
     let client = reqwest::Client::new();

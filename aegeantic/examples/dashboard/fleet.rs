@@ -1,6 +1,7 @@
 //! The simulated fleet: tasks that call the upstream in a loop, every attempt through one
 //! shared `RateLimiter` and every call under `resilient`, each event written down as the
-//! call's observer saw it.
+//! call's observer saw it. Tasks join one by one over the ramp, so the demand climbs from
+//! well under the limiter's rate to over it.
 
 use std::error::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +31,10 @@ pub struct Fleet {
     pub burst: u32,
     /// How long tasks start new calls; calls under way then are finished.
     pub run_for: Duration,
+    /// Tasks start evenly spread over this.
+    pub ramp: Duration,
+    /// Each task's pause between its calls.
+    pub think: Duration,
 }
 
 /// A grant of a token, as its event said.
@@ -118,8 +123,11 @@ pub async fn run(fleet: &Fleet, url: &str) -> Result<Tally, FleetError> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let attempts = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..fleet.tasks)
-        .map(|_| {
+        .map(|i| {
             let task = Task {
+                // A fraction under 1 of a duration: no overflow.
+                joins: fleet.ramp.mul_f64(i as f64 / fleet.tasks as f64),
+                think: fleet.think,
                 limiter: limiter.clone(),
                 retry: retry.clone(),
                 client: client.clone(),
@@ -142,6 +150,8 @@ pub async fn run(fleet: &Fleet, url: &str) -> Result<Tally, FleetError> {
 }
 
 struct Task {
+    joins: Duration,
+    think: Duration,
     limiter: RateLimiter,
     retry: RetryConfig,
     client: reqwest::Client,
@@ -154,6 +164,7 @@ struct Task {
 
 impl Task {
     async fn run(self) -> Result<(), FleetError> {
+        tokio::time::sleep(self.joins).await;
         while self.until.is_none_or(|until| Instant::now() < until) {
             let attempt = || {
                 self.attempts.fetch_add(1, Ordering::Relaxed);
@@ -176,6 +187,7 @@ impl Task {
                 }
                 Err(_) => lock(&self.tally).failed += 1,
             }
+            tokio::time::sleep(self.think).await;
         }
         Ok(())
     }

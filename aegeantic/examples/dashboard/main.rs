@@ -5,7 +5,8 @@
 //! --rate 40 --out target/dashboard.svg]`
 //!
 //! The upstream is a loopback HTTP server that answers some requests with 503 and some
-//! with 429 and `retry-after-ms`. Every task calls it in a loop under
+//! with 429 and `retry-after-ms`. Tasks join over the first half of the run, so the demand
+//! climbs past the limiter's rate; every task calls the upstream in a loop under
 //! `aegeantic::resilience::resilient`, each attempt taking a token from the one shared
 //! `RateLimiter`. While it runs, `http://127.0.0.1:PORT/metrics` (printed) serves the
 //! Prometheus text; at the end the example scrapes it, sets what it says beside what the
@@ -62,6 +63,8 @@ impl Args {
                 rate: 40.0,
                 burst: 10,
                 run_for: Duration::from_secs(20),
+                ramp: Duration::from_secs(10),
+                think: Duration::from_millis(500),
             },
             out: PathBuf::from("target/dashboard.svg"),
         };
@@ -81,6 +84,7 @@ impl Args {
                 "--seconds" => {
                     let seconds: u64 = value.parse().map_err(|_| invalid("whole seconds"))?;
                     parsed.fleet.run_for = Duration::from_secs(seconds);
+                    parsed.fleet.ramp = parsed.fleet.run_for / 2;
                 }
                 "--tasks" => {
                     parsed.fleet.tasks = value
@@ -109,8 +113,9 @@ async fn main() -> Result<(), Report> {
     println!("Prometheus metrics: {}", endpoint.url());
     println!("upstream: {}", upstream.url());
     println!(
-        "{} tasks, one limiter at {}/s (burst {}), for {:?}",
-        fleet.tasks, fleet.rate, fleet.burst, fleet.run_for
+        "{} tasks joining over {:?}, each pausing {:?} between calls; one limiter at {}/s \
+         (burst {}); for {:?}",
+        fleet.tasks, fleet.ramp, fleet.think, fleet.rate, fleet.burst, fleet.run_for
     );
 
     let client = reqwest::Client::new();
