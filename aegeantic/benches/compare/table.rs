@@ -156,6 +156,12 @@ const ROWS: &[Row] = &[
         1.0,
     ),
     Row {
+        target: "resilient_stream one-shot with a limiter vs backon retry",
+        ours: "retry_one_shot/ours_limited",
+        theirs: Some("retry_one_shot/backon"),
+        goal: Goal::Report,
+    },
+    Row {
         target: "10k waiters: CPU per admission vs governor",
         ours: "waiting/ours/cpu_ns",
         theirs: Some("waiting/governor/cpu_ns"),
@@ -205,6 +211,12 @@ const ROWS: &[Row] = &[
     added!(
         "metrics on, per one-shot retry_stream (ns)",
         "retry_one_shot/ours_retry_stream",
+        "retry_one_shot/backon",
+        100.0,
+    ),
+    added!(
+        "metrics on, per one-shot resilient_stream with a limiter (ns)",
+        "retry_one_shot/ours_limited",
         "retry_one_shot/backon",
         100.0,
     ),
