@@ -9,6 +9,13 @@
 //! benchmarks; the real-time runs take part when the filter names them (`waiting`,
 //! `accuracy`) or when there is no filter. Under `cargo test --benches` every part runs
 //! briefly, as a smoke test.
+//!
+//! The cost of aegeantic's metrics takes two builds, since a feature is on or off for a
+//! whole binary: `AEGEANTIC_BENCH_SAVE=FILE` writes this run's results to `FILE`, and a
+//! build with this package's `metrics` feature (which installs the `metrics` facade's
+//! no-op recorder) run with `AEGEANTIC_BENCH_BASELINE=FILE` adds rows comparing itself
+//! with that run. `./bench.sh` does both; BENCHMARKS.md ("Metrics") says how the rows are
+//! made.
 
 // A bench target's root resolves modules beside itself; its parts live in `compare/`.
 #[path = "compare/accuracy.rs"]
@@ -26,6 +33,7 @@ mod table;
 #[path = "compare/waiting.rs"]
 mod waiting;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use aegeantic::resilience::{RateLimitConfig, RateLimiter};
@@ -75,8 +83,20 @@ impl Run {
     }
 }
 
+/// Where this run's results go, if anywhere.
+const SAVE: &str = "AEGEANTIC_BENCH_SAVE";
+/// A saved run (of the build without `metrics`) to compare with.
+const BASELINE: &str = "AEGEANTIC_BENCH_BASELINE";
+
 fn main() {
     report_clock();
+    report_metrics();
+    if let Some(path) = std::env::var_os(BASELINE).map(PathBuf::from) {
+        if let Err(error) = record::load(&path, table::BASELINE_PREFIX) {
+            eprintln!("{BASELINE}: cannot read {}: {error}", path.display());
+            std::process::exit(1);
+        }
+    }
     let run = Run::from_args();
     let mut c = Criterion::default()
         .sample_size(record::SAMPLES)
@@ -97,6 +117,29 @@ fn main() {
     waiting::all(&run, run.real_time(Duration::from_secs(5)));
     accuracy::all(&run, run.real_time(Duration::from_secs(10)));
     table::print(run.benchmarking);
+    if let Some(path) = std::env::var_os(SAVE).map(PathBuf::from) {
+        if let Err(error) = record::save(&path) {
+            eprintln!("{SAVE}: cannot write {}: {error}", path.display());
+            std::process::exit(1);
+        }
+    }
+}
+
+/// With this package's `metrics` feature, aegeantic records its metrics into the facade's
+/// no-op recorder: the cost of making each measurement and handing it on, without a
+/// recorder's own (an application's exporter adds its own on top).
+#[cfg(feature = "metrics")]
+fn report_metrics() {
+    if metrics::set_global_recorder(metrics::NoopRecorder).is_err() {
+        eprintln!("a metrics recorder was installed before the benchmark's own");
+        std::process::exit(1);
+    }
+    println!("aegeantic metrics: on, into the no-op recorder");
+}
+
+#[cfg(not(feature = "metrics"))]
+fn report_metrics() {
+    println!("aegeantic metrics: off (feature not built)");
 }
 
 /// Says which clock the limiter runs on in this build: the cycle counter, as in a user's

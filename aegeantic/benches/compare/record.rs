@@ -8,6 +8,9 @@
 //! blocks a few hundred microseconds apart see the same one.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -126,6 +129,39 @@ pub fn get(key: &str) -> Option<f64> {
     Some(median(
         samples[samples.len().saturating_sub(SAMPLES)..].to_vec(),
     ))
+}
+
+/// Writes every result of the run as `key<TAB>value` lines, the value being what [`get`]
+/// gives, so that a later run (another build) can set its numbers beside these.
+pub fn save(path: &Path) -> io::Result<()> {
+    let keys: Vec<String> = lock().keys().cloned().collect();
+    let mut text = String::new();
+    for key in keys {
+        if let Some(value) = get(&key) {
+            // Writing to a String does not fail.
+            let _ = writeln!(text, "{key}\t{value}");
+        }
+    }
+    std::fs::write(path, text)
+}
+
+/// Reads what [`save`] wrote, each key under `prefix`.
+pub fn load(path: &Path, prefix: &str) -> io::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let mut results = lock();
+    for (number, line) in text.lines().enumerate() {
+        let parsed = line
+            .split_once('\t')
+            .and_then(|(key, value)| Some((key, value.parse::<f64>().ok()?)));
+        let Some((key, value)) = parsed else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("line {} is not `key<TAB>number`: {line:?}", number + 1),
+            ));
+        };
+        results.insert(format!("{prefix}{key}"), vec![value]);
+    }
+    Ok(())
 }
 
 fn lock() -> MutexGuard<'static, BTreeMap<String, Vec<f64>>> {

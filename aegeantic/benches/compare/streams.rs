@@ -133,7 +133,7 @@ pub fn per_item(c: &mut Criterion, run: &Run) {
 }
 
 /// Retry around an operation that succeeds at once: the fixed cost of the retry layer, as a
-/// stream and as a future.
+/// stream and as a future, and as a stream that also takes a token.
 pub fn retry_once(c: &mut Criterion, run: &Run) {
     let name = "retry_one_shot";
     if !run.wants(name) {
@@ -167,6 +167,19 @@ pub fn retry_once(c: &mut Criterion, run: &Run) {
         }
         start.elapsed()
     };
+    // With a limiter that never runs dry: an attempt that also takes a token, so every
+    // metric of an attempt is made (the grant's wait and tokens, the attempt's outcome).
+    let limiter = never_empty();
+    let ours_limited = |iters| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            let (retry, limiter) = (Some(config.clone()), Some(limiter.clone()));
+            let stream = resilient_stream(once, retry, limiter, op.clone(), OperationType::Llm);
+            // The rate-limit event, then the item.
+            assert_eq!(drain(stream), 2);
+        }
+        start.elapsed()
+    };
     let backon = |iters| {
         let start = Instant::now();
         for _ in 0..iters {
@@ -180,6 +193,7 @@ pub fn retry_once(c: &mut Criterion, run: &Run) {
     bench(&mut group, name, "ours_retry_stream", 1, ours_arc);
     bench(&mut group, name, "ours_str_name", 1, ours_str);
     bench(&mut group, name, "ours_retry_future", 1, ours_future);
+    bench(&mut group, name, "ours_limited", 1, ours_limited);
     bench(&mut group, name, "backon", 1, backon);
     group.finish();
     let budget = run.budget(Duration::from_millis(1500), Duration::from_micros(200));
@@ -206,6 +220,14 @@ pub fn retry_once(c: &mut Criterion, run: &Run) {
         1,
         budget,
         ours_future,
+        backon,
+    );
+    pair(
+        &key("ours_limited"),
+        &key("backon"),
+        1,
+        budget,
+        ours_limited,
         backon,
     );
 }

@@ -2,6 +2,9 @@
 
 use crate::record::get;
 
+/// Where a loaded baseline run's results live (see `record::load`).
+pub const BASELINE_PREFIX: &str = "off/";
+
 /// How a row is judged.
 enum Goal {
     /// `ours / theirs` at most this.
@@ -12,6 +15,9 @@ enum Goal {
     AtMost(f64),
     /// No target: `ours / theirs`, reported.
     Report,
+    /// `pair`'s delta (an interleaved pair's median `ours - theirs`) in this run minus the
+    /// same pair's in the baseline run, at most this many nanoseconds.
+    Added { max: f64, pair: &'static str },
 }
 
 struct Row {
@@ -37,6 +43,25 @@ const fn allocs(target: &'static str, key: &'static str) -> Row {
         theirs: None,
         goal: Goal::AtMost(0.0),
     }
+}
+
+/// The cost the metrics add to `ours`, in a build with them beside the baseline run
+/// without: the interleaved pair `ours` minus `reference` (a part the feature does not
+/// touch) here, minus the same pair there. Subtracting the reference in each run first
+/// takes out the difference in load between the two runs.
+macro_rules! added {
+    ($target:expr, $ours:literal, $reference:literal, $max:expr $(,)?) => {
+        Row {
+            target: $target,
+            ours: $ours,
+            // `BASELINE_PREFIX`, which `concat!` cannot take by name.
+            theirs: Some(concat!("off/", $ours)),
+            goal: Goal::Added {
+                max: $max,
+                pair: concat!("pair/", $ours, "|", $reference, "/delta"),
+            },
+        }
+    };
 }
 
 const ROWS: &[Row] = &[
@@ -131,6 +156,12 @@ const ROWS: &[Row] = &[
         1.0,
     ),
     Row {
+        target: "resilient_stream one-shot with a limiter vs backon retry",
+        ours: "retry_one_shot/ours_limited",
+        theirs: Some("retry_one_shot/backon"),
+        goal: Goal::Report,
+    },
+    Row {
         target: "10k waiters: CPU per admission vs governor",
         ours: "waiting/ours/cpu_ns",
         theirs: Some("waiting/governor/cpu_ns"),
@@ -165,6 +196,42 @@ const ROWS: &[Row] = &[
         "allocations per one-shot retry future",
         "allocs/retry_future",
     ),
+    added!(
+        "metrics on, per resilient_stream item (ns)",
+        "stream_per_item/resilient_stream",
+        "stream_per_item/bare",
+        5.0,
+    ),
+    added!(
+        "metrics on, per one-shot retry future (ns)",
+        "retry_one_shot/ours_retry_future",
+        "retry_one_shot/backon",
+        100.0,
+    ),
+    added!(
+        "metrics on, per one-shot retry_stream (ns)",
+        "retry_one_shot/ours_retry_stream",
+        "retry_one_shot/backon",
+        100.0,
+    ),
+    added!(
+        "metrics on, per one-shot resilient_stream with a limiter (ns)",
+        "retry_one_shot/ours_limited",
+        "retry_one_shot/backon",
+        100.0,
+    ),
+    Row {
+        target: "metrics run vs baseline: bare stream per item (drift)",
+        ours: "stream_per_item/bare",
+        theirs: Some("off/stream_per_item/bare"),
+        goal: Goal::Report,
+    },
+    Row {
+        target: "metrics run vs baseline: backon one-shot (drift)",
+        ours: "retry_one_shot/backon",
+        theirs: Some("off/retry_one_shot/backon"),
+        goal: Goal::Report,
+    },
     Row {
         target: "100/s accuracy: p99 \\|release - ideal\\| (µs)",
         ours: "accuracy/ours/p99_us",
@@ -219,6 +286,10 @@ pub fn print(benchmarking: bool) {
         println!("Smoke test (cargo test): an unoptimised build and token samples; the");
         println!("numbers below only show that every part ran.\n");
     }
+    if cfg!(feature = "metrics") {
+        println!("This build records aegeantic's metrics into the no-op recorder. Rows");
+        println!("\"metrics on\": added ns against the baseline run without them (theirs).\n");
+    }
     println!("| target | ours | theirs | ours/theirs | goal | met |");
     println!("|---|---:|---:|---:|---|---|");
     for row in ROWS {
@@ -239,6 +310,13 @@ pub fn print(benchmarking: bool) {
                 (format!("{d:+.2} ns"), format!("≤ +{max} ns"), d <= *max)
             }
             (Goal::AtMost(max), _) => (String::from("—"), format!("≤ {max}"), ours <= *max),
+            (Goal::Added { max, pair }, Some(theirs)) => {
+                let baseline = get(&format!("{BASELINE_PREFIX}{pair}"));
+                let d = get(pair)
+                    .zip(baseline)
+                    .map_or(ours - theirs, |(here, there)| here - there);
+                (format!("{d:+.2} ns"), format!("≤ +{max} ns"), d <= *max)
+            }
             (Goal::Report, Some(theirs)) => {
                 let r = paired("ratio").unwrap_or(ours / theirs);
                 (format!("{r:.3}"), String::from("report"), true)
