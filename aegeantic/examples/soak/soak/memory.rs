@@ -1,0 +1,17 @@
+//! The process's resident memory, from `/proc/self/statm`.
+
+/// Resident bytes, or 0 where `/proc` is not there. `statm` counts pages; Linux on x86_64
+/// and aarch64 as built by default uses 4 KiB pages.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse::<u64>().ok())
+        .unwrap_or(0);
+    pages.saturating_mul(4096)
+}
+
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
