@@ -21,5 +21,9 @@ fn a_30_second_soak_of_500_streams_passes_every_check() {
     let summary = soak::run(&options).expect("the soak runs");
     println!("{}", summary.report);
     assert!(summary.failures.is_empty(), "FAIL: {:#?}", summary.failures);
-    assert!(started.elapsed() < Duration::from_secs(58), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(58),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -57,9 +57,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<soak::Options, String
                 .ok_or_else(|| format!("{flag}: {value:?} is not a positive number"))
         };
         let seconds = |value: &str| {
-            number(value).and_then(|n| {
-                Duration::try_from_secs_f64(n).map_err(|e| format!("{flag}: {e}"))
-            })
+            number(value)
+                .and_then(|n| Duration::try_from_secs_f64(n).map_err(|e| format!("{flag}: {e}")))
         };
         match flag.as_str() {
             "--minutes" => options.duration = seconds(&value).map(|d| d * 60)?,

@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use aegeantic::llm::{llm_retry_on, OpenAiCompatible, OpenAiConfig};
 use aegeantic::resilience::{
-    CircuitBreaker, CircuitBreakerConfig, RateLimitConfig, RateLimiter, RedisOptions,
-    RetryConfig,
+    CircuitBreaker, CircuitBreakerConfig, RateLimitConfig, RateLimiter, RedisOptions, RetryConfig,
 };
 use aegeantic::testing::{FaultMix, FaultServer};
 use rand::rngs::Xoshiro256PlusPlus;
@@ -157,7 +156,8 @@ async fn phase(
             let process = RedisProcess::start()?;
             let redis_options = RedisOptions::default().local_fallback(fallback_config.clone());
             let key = format!("soak-{}", options.seed);
-            let limiter = RateLimiter::redis_with(&process.url(), &key, config.clone(), redis_options)?;
+            let limiter =
+                RateLimiter::redis_with(&process.url(), &key, config.clone(), redis_options)?;
             redis = Some(process);
             limiter
         }
@@ -215,7 +215,11 @@ async fn phase(
 
     let stop_monkey = Arc::new(AtomicBool::new(false));
     let monkey = redis.as_ref().map(|process| {
-        process.chaos_monkey(options.redis_every, options.redis_outage, Arc::clone(&stop_monkey))
+        process.chaos_monkey(
+            options.redis_every,
+            options.redis_outage,
+            Arc::clone(&stop_monkey),
+        )
     });
 
     let length = options.duration / 2;
@@ -273,7 +277,9 @@ async fn phase(
     let rss_warm = rss_warm.unwrap_or(rss_stop);
     stop_monkey.store(true, Ordering::Relaxed);
     if let Some(monkey) = monkey {
-        monkey.join().map_err(|_| "the redis restart thread panicked")??;
+        monkey
+            .join()
+            .map_err(|_| "the redis restart thread panicked")??;
     }
     admissions.settle(true);
 
@@ -284,7 +290,10 @@ async fn phase(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let end_tasks = metrics.num_alive_tasks();
-    tokio::time::sleep(Duration::from_secs_f64(f64::from(options.burst) / options.rate + 0.2)).await;
+    tokio::time::sleep(Duration::from_secs_f64(
+        f64::from(options.burst) / options.rate + 0.2,
+    ))
+    .await;
     let limiter_free = limiter.try_acquire(1).await;
     if breaker.state() != aegeantic::resilience::CircuitState::Closed {
         tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -315,13 +324,19 @@ async fn phase(
     let samples = tally.samples.lock().unwrap().join("; ");
     fail(
         get(&tally.mismatched) == 0,
-        format!("{} completed streams differ from the server's answer: {samples}", get(&tally.mismatched)),
+        format!(
+            "{} completed streams differ from the server's answer: {samples}",
+            get(&tally.mismatched)
+        ),
     );
     fail(
         started == completed + failed + dropped + hung,
         format!("{started} started but {completed} completed, {failed} failed, {dropped} dropped, {hung} hung"),
     );
-    fail(untaken == 0, format!("{untaken} keys served but never accounted for"));
+    fail(
+        untaken == 0,
+        format!("{untaken} keys served but never accounted for"),
+    );
     let skew = options.skew.as_secs_f64();
     let (bound_lines, bound_ok) = admissions.with_checks(|checks| {
         let lines = format!(
@@ -341,11 +356,19 @@ async fn phase(
             && checks.fallback.worst_excess <= options.rate / 2.0 * 2.0 * skew + 1e-6;
         (lines, ok)
     });
-    fail(bound_ok, format!("the limiter's bound was exceeded: {bound_lines}"));
+    fail(
+        bound_ok,
+        format!("the limiter's bound was exceeded: {bound_lines}"),
+    );
     let growth = (rss_stop as f64 - rss_warm as f64) / rss_warm.max(1) as f64;
     fail(
         growth < 0.05,
-        format!("RSS grew {:.1} % after warm-up ({:.1} -> {:.1} MiB)", growth * 100.0, mib(rss_warm), mib(rss_stop)),
+        format!(
+            "RSS grew {:.1} % after warm-up ({:.1} -> {:.1} MiB)",
+            growth * 100.0,
+            mib(rss_warm),
+            mib(rss_stop)
+        ),
     );
     fail(
         end_tasks <= baseline_tasks,
@@ -355,23 +378,52 @@ async fn phase(
         matches!(limiter_free, Ok(true)),
         format!("the limiter still has waiters or is unreachable: {limiter_free:?}"),
     );
-    fail(probe_free, format!("the breaker's probe slots are taken (state {breaker_state:?})"));
+    fail(
+        probe_free,
+        format!("the breaker's probe slots are taken (state {breaker_state:?})"),
+    );
     fail(
         hung == 0 && get(&tally.overdue) == 0,
-        format!("{hung} streams hung, {} ended past their deadline: {samples}", get(&tally.overdue)),
+        format!(
+            "{hung} streams hung, {} ended past their deadline: {samples}",
+            get(&tally.overdue)
+        ),
     );
 
     let items = get(&tally.items);
     let mut report = String::new();
-    let _ = writeln!(report, "== {name} phase: {seconds:.1} s, {} streams at once", options.streams);
+    let _ = writeln!(
+        report,
+        "== {name} phase: {seconds:.1} s, {} streams at once",
+        options.streams
+    );
     let _ = writeln!(
         report,
         "streams {started}: completed {completed}, typed errors {failed}, dropped by the consumer {dropped}, hung {hung}"
     );
-    let _ = writeln!(report, "items {items} ({:.0}/s), streams {:.1}/s", items as f64 / seconds, completed as f64 / seconds);
+    let _ = writeln!(
+        report,
+        "items {items} ({:.0}/s), streams {:.1}/s",
+        items as f64 / seconds,
+        completed as f64 / seconds
+    );
     let _ = writeln!(report, "retries {}", tally.retries_line());
-    let errors: Vec<String> = tally.errors.lock().unwrap().iter().map(|(k, n)| format!("{n}× {k}")).collect();
-    let _ = writeln!(report, "errors: {}", if errors.is_empty() { "none".into() } else { errors.join("; ") });
+    let errors: Vec<String> = tally
+        .errors
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, n)| format!("{n}× {k}"))
+        .collect();
+    let _ = writeln!(
+        report,
+        "errors: {}",
+        if errors.is_empty() {
+            "none".into()
+        } else {
+            errors.join("; ")
+        }
+    );
     let waits = get(&tally.waits);
     let _ = writeln!(
         report,
@@ -412,8 +464,15 @@ fn status(
 ) -> String {
     let get = Tally::get;
     let redis = redis.map_or(String::new(), |process| {
-        let up = if process.up.load(Ordering::Relaxed) { "up" } else { "DOWN" };
-        format!(" | redis {up}, {} restarts", process.restarts.load(Ordering::Relaxed))
+        let up = if process.up.load(Ordering::Relaxed) {
+            "up"
+        } else {
+            "DOWN"
+        };
+        format!(
+            " | redis {up}, {} restarts",
+            process.restarts.load(Ordering::Relaxed)
+        )
     });
     format!(
         "[{:>5.0}s {name}] done {} (ok {}, err {}, dropped {}) | items {} | retries {} | waits {} | fallbacks {} | rss {:.1} MiB | tasks {tasks}{redis}",

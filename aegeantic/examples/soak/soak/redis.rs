@@ -22,7 +22,8 @@ pub struct RedisProcess {
 impl RedisProcess {
     pub fn start() -> io::Result<Arc<Self>> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = std::env::temp_dir().join(format!("aegeantic-soak-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("aegeantic-soak-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let process = Arc::new(RedisProcess {
             port,
@@ -42,7 +43,14 @@ impl RedisProcess {
     fn launch(&self) -> io::Result<()> {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -73,7 +81,9 @@ impl RedisProcess {
                 let mut reply = [0u8; 64];
                 stream.set_read_timeout(Some(Duration::from_secs(2)))?;
                 if stream.write_all(b"PING\r\n").is_ok()
-                    && stream.read(&mut reply).is_ok_and(|n| reply[..n].starts_with(b"+PONG"))
+                    && stream
+                        .read(&mut reply)
+                        .is_ok_and(|n| reply[..n].starts_with(b"+PONG"))
                 {
                     return Ok(());
                 }
@@ -82,7 +92,10 @@ impl RedisProcess {
         }
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("redis-server on port {} did not answer PING within 20 s", self.port),
+            format!(
+                "redis-server on port {} did not answer PING within 20 s",
+                self.port
+            ),
         ))
     }
 

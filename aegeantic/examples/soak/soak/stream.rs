@@ -76,11 +76,15 @@ pub async fn one(shared: &Shared, key: String, rng: &mut Xoshiro256PlusPlus) {
                     items.truncate(items.len().saturating_sub(delivered));
                 }
                 Ok(Resilient::RateLimit(event)) => {
-                    shared.admissions.record(event.acquired_at, event.fallback.is_some());
+                    shared
+                        .admissions
+                        .record(event.acquired_at, event.fallback.is_some());
                     if !event.waited.is_zero() {
                         Tally::add(&tally.waits);
                         let micros = u64::try_from(event.waited.as_micros()).unwrap_or(u64::MAX);
-                        tally.wait_micros.fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+                        tally
+                            .wait_micros
+                            .fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
                     }
                     if event.fallback.is_some() {
                         Tally::add(&tally.fallbacks);
@@ -96,10 +100,15 @@ pub async fn one(shared: &Shared, key: String, rng: &mut Xoshiro256PlusPlus) {
     let end = tokio::time::timeout(shared.deadline + shared.grace * 2, read).await;
     let took = started.elapsed();
     let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-    tally.slowest_micros.fetch_max(micros, std::sync::atomic::Ordering::Relaxed);
+    tally
+        .slowest_micros
+        .fetch_max(micros, std::sync::atomic::Ordering::Relaxed);
     if took > shared.deadline + shared.grace {
         Tally::add(&tally.overdue);
-        tally.sample(format!("{key} took {took:?}, past its deadline {:?}", shared.deadline));
+        tally.sample(format!(
+            "{key} took {took:?}, past its deadline {:?}",
+            shared.deadline
+        ));
     }
     let served = shared.server.take_served(&key);
     match end {
@@ -141,7 +150,11 @@ enum End {
 fn error_kind(chain: &str) -> String {
     let outer = chain.split(':').next().unwrap_or(chain);
     let inner = chain.rsplit(": ").next().unwrap_or(chain);
-    let inner: String = inner.split_whitespace().take(4).collect::<Vec<_>>().join(" ");
+    let inner: String = inner
+        .split_whitespace()
+        .take(4)
+        .collect::<Vec<_>>()
+        .join(" ");
     format!("{outer} / {inner}")
 }
 

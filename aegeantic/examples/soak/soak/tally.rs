@@ -38,7 +38,12 @@ impl Tally {
     }
 
     pub fn retry(&self, event: &RetryEvent) {
-        *self.retries.lock().unwrap().entry(cause(event)).or_default() += 1;
+        *self
+            .retries
+            .lock()
+            .unwrap()
+            .entry(cause(event))
+            .or_default() += 1;
     }
 
     pub fn error(&self, kind: String) {
@@ -73,7 +78,14 @@ fn cause(event: &RetryEvent) -> &'static str {
     }
     let error = event.error.as_str();
     let causes = [
-        ("HTTP 429", if event.server_directed { "429 retry-after" } else { "429" }),
+        (
+            "HTTP 429",
+            if event.server_directed {
+                "429 retry-after"
+            } else {
+                "429"
+            },
+        ),
         ("HTTP 500", "500"),
         ("HTTP 503", "503"),
         ("stream error event", "error event"),
