@@ -4,7 +4,6 @@
 //! 2-core machine running an unoptimised build.
 
 #[path = "../examples/soak/soak/mod.rs"]
-#[allow(dead_code)]
 mod soak;
 
 use std::time::{Duration, Instant};
