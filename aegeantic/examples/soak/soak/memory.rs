@@ -15,3 +15,20 @@ pub fn rss_bytes() -> u64 {
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
+
+/// Resident bytes after the allocator has handed its free pages back (glibc's
+/// `malloc_trim`): what the program holds, not what the allocator keeps for later. Without
+/// glibc, the plain figure.
+pub fn trimmed_rss_bytes() -> u64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: `malloc_trim` has no preconditions; it only returns free memory.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+    rss_bytes()
+}
