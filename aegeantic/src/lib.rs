@@ -46,6 +46,8 @@
 
 #[cfg(feature = "agent")]
 pub mod agent;
+#[cfg(feature = "chaos")]
+pub mod chaos;
 pub mod events;
 #[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
 pub mod integrations;

@@ -19,6 +19,7 @@ use axum::response::Response;
 use axum::Extension;
 use serde_json::{json, Value};
 
+use super::random_faults::{self, FaultMix, RandomMode, Served};
 use super::server::{event_stream, status_response, Kill, Script, ScriptedServer};
 
 /// One `data:` event of a streamed reply, sent after `gap`.
@@ -41,6 +42,8 @@ pub enum StreamEnd {
     Cut,
     /// Nothing more is sent and the connection stays open.
     Stall,
+    /// Nothing more is sent for this long, then the body closes without `[DONE]`.
+    StallFor(Duration),
     /// An error event (`data: {"error": …}`) with this `error` object, then the body closes.
     ErrorEvent(Value),
 }
@@ -226,7 +229,10 @@ pub struct RecordedRequest {
 
 /// A running fault server on `127.0.0.1`. Dropping it stops the server and closes its
 /// connections.
-pub struct FaultServer(ScriptedServer<Reply, RecordedRequest>);
+pub struct FaultServer {
+    server: ScriptedServer<Reply, RecordedRequest>,
+    random: Option<Arc<RandomMode>>,
+}
 
 impl FaultServer {
     /// Starts a server on a free port that plays `script`, one reply per request. Requests
@@ -235,7 +241,11 @@ impl FaultServer {
     /// # Errors
     /// When the port cannot be bound.
     pub async fn start(script: impl IntoIterator<Item = Reply>) -> io::Result<Self> {
-        ScriptedServer::start(script, handle).await.map(FaultServer)
+        let server = ScriptedServer::start(script, handle).await?;
+        Ok(FaultServer {
+            server,
+            random: None,
+        })
     }
 
     /// Like [`start`](FaultServer::start), but each request's `messages` are checked first,
@@ -248,24 +258,78 @@ impl FaultServer {
     /// # Errors
     /// When the port cannot be bound.
     pub async fn validating(script: impl IntoIterator<Item = Reply>) -> io::Result<Self> {
-        ScriptedServer::start(script, handle_validating)
-            .await
-            .map(FaultServer)
+        let server = ScriptedServer::start(script, handle_validating).await?;
+        Ok(FaultServer {
+            server,
+            random: None,
+        })
+    }
+
+    /// Starts a server in random mode: each request's reply is drawn from `mix` (see
+    /// [`FaultMix`]), and what was served is kept under the request's key, the content of
+    /// its last message, until [`take_served`](FaultServer::take_served) takes it. A client
+    /// that puts an id of its own in that message learns what each of its attempts was
+    /// sent. The mode keeps no [`requests`](FaultServer::requests) record, which a long
+    /// run would grow without end, and has no script.
+    ///
+    /// ```
+    /// use aegeantic::testing::{FaultMix, FaultServer, RandomFault};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let only_429 = FaultMix::seeded(7)
+    ///     .weight(RandomFault::Complete, 0)
+    ///     .weight(RandomFault::RateLimited, 1);
+    /// let server = FaultServer::random(only_429).await?;
+    /// assert!(server.base_url().starts_with("http://127.0.0.1:"));
+    /// assert!(server.take_served("nobody asked").is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub async fn random(mix: FaultMix) -> io::Result<Self> {
+        let mode = Arc::new(RandomMode::new(mix));
+        let shared = Arc::clone(&mode);
+        let handler = move |kill: Extension<Kill>, body: Bytes| {
+            let reply = shared.draw(random_faults::key(&body));
+            respond(reply, kill)
+        };
+        let server = ScriptedServer::start(std::iter::empty(), handler).await?;
+        Ok(FaultServer {
+            server,
+            random: Some(mode),
+        })
+    }
+
+    /// In random mode, what was served to the requests of `key` since the last call, in
+    /// order; empty otherwise.
+    pub fn take_served(&self, key: &str) -> Vec<Served> {
+        self.random
+            .as_ref()
+            .map_or_else(Vec::new, |mode| mode.take(key))
+    }
+
+    /// In random mode, how many keys have replies that [`take_served`](FaultServer::take_served)
+    /// has not taken; zero otherwise.
+    pub fn untaken_keys(&self) -> usize {
+        self.random.as_ref().map_or(0, |mode| mode.untaken())
     }
 
     /// The API root to give a provider: `http://127.0.0.1:PORT/v1`.
     pub fn base_url(&self) -> String {
-        self.0.base_url()
+        self.server.base_url()
     }
 
     /// Appends replies to the script.
     pub fn push(&self, replies: impl IntoIterator<Item = Reply>) {
-        self.0.push(replies);
+        self.server.push(replies);
     }
 
     /// The requests received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.0.requests()
+        self.server.requests()
     }
 }
 
@@ -288,7 +352,7 @@ async fn handle_validating(
 
 async fn handle(
     State(script): State<Arc<Script<Reply, RecordedRequest>>>,
-    Extension(Kill(kill)): Extension<Kill>,
+    kill: Extension<Kill>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -298,21 +362,28 @@ async fn handle(
             Vec::new(),
             error_body("fault server: script exhausted", "invalid_request_error"),
         ),
-        Some(Reply::Reset) => {
+        Some(reply) => respond(reply, kill).await,
+    }
+}
+
+/// Plays one reply.
+async fn respond(reply: Reply, Extension(Kill(kill)): Extension<Kill>) -> Response {
+    match reply {
+        Reply::Reset => {
             // A stored permit: the connection task sees it even if it is not waiting yet.
             kill.notify_one();
             std::future::pending().await
         }
-        Some(Reply::Status {
+        Reply::Status {
             status,
             headers,
             body,
-        }) => status_response(status, headers, body),
-        Some(Reply::Stream {
+        } => status_response(status, headers, body),
+        Reply::Stream {
             headers,
             chunks,
             end,
-        }) => {
+        } => {
             let body = async_stream::stream! {
                 for chunk in chunks {
                     if !chunk.gap.is_zero() {
@@ -331,6 +402,7 @@ async fn handle(
                         yield Err(io::Error::new(io::ErrorKind::ConnectionAborted, "cut"));
                     }
                     StreamEnd::Stall => std::future::pending::<()>().await,
+                    StreamEnd::StallFor(silence) => tokio::time::sleep(silence).await,
                     StreamEnd::ErrorEvent(error) => {
                         yield Ok(Bytes::from(format!("data: {}\n\n", json!({ "error": error }))));
                     }

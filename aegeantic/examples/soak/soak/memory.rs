@@ -1,0 +1,34 @@
+//! The process's resident memory, from `/proc/self/statm`.
+
+/// Resident bytes, or 0 where `/proc` is not there. `statm` counts pages; Linux on x86_64
+/// and aarch64 as built by default uses 4 KiB pages.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse::<u64>().ok())
+        .unwrap_or(0);
+    pages.saturating_mul(4096)
+}
+
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Resident bytes after the allocator has handed its free pages back (glibc's
+/// `malloc_trim`): what the program holds, not what the allocator keeps for later. Without
+/// glibc, the plain figure.
+pub fn trimmed_rss_bytes() -> u64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: `malloc_trim` has no preconditions; it only returns free memory.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+    rss_bytes()
+}
