@@ -41,10 +41,13 @@ const LONGEST_US: u64 = 1 << 52;
 /// The longest a wait for grants blocks before it is asked again.
 const LONGEST_POP: Duration = Duration::from_secs(10);
 
-/// `span` after `at`; a time past what the clock counts means about 30 years on.
+/// `span` after `at`; a time past what the clock counts means about 30 years on (and, on a
+/// clock that cannot count that far either, the furthest it can: `at` itself never).
 fn later(at: Instant, span: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
     at.checked_add(span)
-        .unwrap_or_else(|| at + Duration::from_secs(30 * 365 * 24 * 3600))
+        .or_else(|| at.checked_add(FAR))
+        .unwrap_or_else(|| at.checked_add(Duration::from_secs(1)).unwrap_or(at))
 }
 
 /// What a request got when Redis could not answer.
@@ -403,9 +406,10 @@ async fn agent(slots: Weak<RedisSlots>) {
                     let mut local = this.lock();
                     local.renewed = Some(local.renewed.map_or(now, |at| at.max(now)));
                     // Ask again just after the earliest lease may end.
-                    purge_at = u64::try_from(reply.earliest_us)
-                        .ok()
-                        .map(|us| later(now, Duration::from_micros(us) + Duration::from_millis(1)));
+                    purge_at = u64::try_from(reply.earliest_us).ok().map(|us| {
+                        let span = Duration::from_micros(us);
+                        later(now, span.saturating_add(Duration::from_millis(1)))
+                    });
                 }
                 Err(_) => {
                     this.fail_waiters();
