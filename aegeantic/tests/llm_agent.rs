@@ -1,48 +1,23 @@
 //! The agent runner against the fault server, over real HTTP on loopback.
 #![cfg(all(feature = "agent", feature = "openai", feature = "fault-server"))]
 
+mod agent_support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aegeantic::agent::{
-    Agent, AgentConfig, AgentError, AgentEvent, AgentRunner, Tool, ToolContext, ToolError,
-    ToolFuture,
-};
+use aegeantic::agent::{Agent, AgentConfig, AgentError, AgentEvent, AgentRunner, Tool};
 use aegeantic::llm::{
     llm_retry_on, LlmProvider, LlmRequest, LlmStream, Message, OpenAiCompatible, OpenAiConfig,
     ResilientProvider,
 };
 use aegeantic::resilience::{ResilienceMonitor, RetryConfig};
 use aegeantic::testing::{FaultServer, Reply, StreamEnd};
+use agent_support::Add;
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const GAP: Duration = Duration::from_millis(5);
-
-struct Add;
-
-impl Tool for Add {
-    fn name(&self) -> &str {
-        "add"
-    }
-    fn description(&self) -> &str {
-        "Adds two integers"
-    }
-    fn parameters(&self) -> Value {
-        json!({"type": "object", "required": ["a", "b"],
-               "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}})
-    }
-    fn call(&self, args: Value, _ctx: ToolContext) -> ToolFuture<'_> {
-        Box::pin(async move {
-            let int = |key: &str| {
-                args[key]
-                    .as_i64()
-                    .ok_or_else(|| ToolError::InvalidArguments(format!("{key} must be an integer")))
-            };
-            Ok(json!(int("a")? + int("b")?))
-        })
-    }
-}
 
 fn openai(server: &FaultServer) -> OpenAiCompatible {
     OpenAiCompatible::new(OpenAiConfig::new(server.base_url(), "fault-model")).unwrap()
