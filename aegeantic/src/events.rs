@@ -149,13 +149,6 @@ impl RateLimitEvent {
             fallback = ?event.fallback,
             "rate limit: acquired"
         );
-        #[cfg(feature = "metrics")]
-        crate::observe::metrics::grant(
-            event.operation_name.clone().into(),
-            event.waited,
-            event.tokens_remaining,
-            event.fallback.map(Fallback::label),
-        );
         event
     }
 }

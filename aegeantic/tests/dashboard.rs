@@ -21,7 +21,7 @@ mod upstream;
 use std::time::Duration;
 
 use exporter::Endpoint;
-use fleet::{Fleet, OPERATION};
+use fleet::{Fleet, LIMITER};
 use scrape::Scrape;
 use upstream::Upstream;
 
@@ -99,7 +99,7 @@ async fn the_scraped_counters_equal_what_the_inline_events_said() {
     // The histogram's +Inf bucket holds every grant.
     let inf = after.sum(
         "aegeantic_rate_limit_wait_bucket",
-        &[("operation", OPERATION), ("le", "+Inf")],
+        &[("limiter", LIMITER), ("le", "+Inf")],
     );
     assert_eq!(inf, tally.grants.len() as f64);
     // No URL and no error text in any label.

@@ -21,6 +21,7 @@ fn config(
         requests_per_minute: minute,
         requests_per_hour: hour,
         burst_size: burst,
+        name: None,
     }
 }
 

@@ -86,6 +86,7 @@ fn a_stream_s_attempts_retries_and_waits_are_counted_as_its_events_say() {
         let limiter = RateLimiter::new(RateLimitConfig {
             requests_per_second: Some(1.0),
             burst_size: 1,
+            name: Some("chat-quota".into()),
             ..RateLimitConfig::default()
         })
         .unwrap();
@@ -155,7 +156,7 @@ fn a_stream_s_attempts_retries_and_waits_are_counted_as_its_events_say() {
         1
     );
     let Some(DebugValue::Histogram(samples)) =
-        recorded.get("histogram aegeantic.rate_limit.wait{operation=chat}")
+        recorded.get("histogram aegeantic.rate_limit.wait{limiter=chat-quota}")
     else {
         panic!("{recorded:#?}");
     };
@@ -170,8 +171,78 @@ fn a_stream_s_attempts_retries_and_waits_are_counted_as_its_events_say() {
         "the 1/s bucket made the retries wait"
     );
     assert_eq!(
-        recorded.get("gauge aegeantic.rate_limit.tokens_available{operation=chat}"),
+        recorded.get("gauge aegeantic.rate_limit.tokens_available{limiter=chat-quota}"),
         Some(&DebugValue::Gauge((*left.last().unwrap()).into()))
+    );
+}
+
+/// A limiter reports its grants and refusals whoever calls it, under its own name, into
+/// the recorder current at each grant, even one installed after the limiter was made.
+#[test]
+fn a_limiter_reports_every_grant_by_its_name() {
+    let limiter = RateLimiter::new(RateLimitConfig {
+        requests_per_second: Some(10.0),
+        burst_size: 2,
+        name: Some("search".into()),
+        ..RateLimitConfig::default()
+    })
+    .unwrap();
+    let unnamed = RateLimiter::new(RateLimitConfig {
+        requests_per_second: Some(10.0),
+        burst_size: 2,
+        ..RateLimitConfig::default()
+    })
+    .unwrap();
+    let ((), recorded) = recorded(|| async {
+        limiter.acquire(1, "direct").await.unwrap();
+        assert!(limiter.try_acquire(1).await.unwrap());
+        // Empty: waits 100 ms on the paused clock.
+        limiter.acquire(1, "direct").await.unwrap();
+        assert!(
+            !limiter.try_acquire(1).await.unwrap(),
+            "a try that finds no token"
+        );
+        limiter.acquire(3, "direct").await.unwrap_err();
+        limiter.try_acquire(0).await.unwrap_err();
+        unnamed.acquire(1, "other").await.unwrap();
+    });
+    let Some(DebugValue::Histogram(waits)) =
+        recorded.get("histogram aegeantic.rate_limit.wait{limiter=search}")
+    else {
+        panic!("{recorded:#?}");
+    };
+    let waits: Vec<f64> = waits.iter().map(|s| s.into_inner()).collect();
+    assert_eq!(
+        waits.len(),
+        2,
+        "one sample per acquire, none per try: {waits:?}"
+    );
+    assert_eq!(waits[0], 0.0);
+    assert!((waits[1] - 0.1).abs() < 0.005, "{waits:?}");
+    assert_eq!(
+        recorded.get("gauge aegeantic.rate_limit.tokens_available{limiter=search}"),
+        Some(&DebugValue::Gauge(0.0.into())),
+        "the last grant left nothing"
+    );
+    for reason in ["insufficient_capacity", "zero_tokens"] {
+        assert_eq!(
+            counter(
+                &recorded,
+                &format!("aegeantic.rate_limit.refusals{{limiter=search,reason={reason}}}")
+            ),
+            1,
+            "{recorded:#?}"
+        );
+    }
+    assert!(
+        recorded.contains_key("histogram aegeantic.rate_limit.wait{limiter=default}"),
+        "{recorded:#?}"
+    );
+    assert!(
+        !recorded
+            .keys()
+            .any(|key| key.contains("direct") || key.contains("other")),
+        "operation names label attempts, not the limiter's metrics: {recorded:#?}"
     );
 }
 
@@ -402,6 +473,7 @@ fn redis_calls_and_fallbacks_are_measured() {
             RateLimitConfig {
                 requests_per_second: Some(100.0),
                 burst_size: 10,
+                name: Some("shared".into()),
                 ..RateLimitConfig::default()
             },
             RedisOptions::default()
@@ -429,7 +501,7 @@ fn redis_calls_and_fallbacks_are_measured() {
     assert_eq!(
         counter(
             &recorded,
-            "aegeantic.rate_limit.fallbacks{operation=fetch,policy=fail_open}"
+            "aegeantic.rate_limit.fallbacks{limiter=shared,policy=fail_open}"
         ),
         1,
         "{recorded:#?}"

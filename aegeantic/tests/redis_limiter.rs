@@ -86,6 +86,7 @@ const WAITED: RateLimitConfig = RateLimitConfig {
     requests_per_minute: None,
     requests_per_hour: None,
     burst_size: 10,
+    name: None,
 };
 
 /// Empties the bucket, then waits for 10 tokens, reading its own estimate meanwhile.

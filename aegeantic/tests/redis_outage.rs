@@ -45,6 +45,7 @@ const QUARTER: RateLimitConfig = RateLimitConfig {
     requests_per_minute: Some(1500.0),
     requests_per_hour: None,
     burst_size: 5,
+    name: None,
 };
 const OUTAGE_RUN: Duration = Duration::from_secs(3);
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::fleet::{Tally, OPERATION, OPERATION_TYPE};
+use crate::fleet::{Tally, LIMITER, OPERATION, OPERATION_TYPE};
 use crate::scrape::Scrape;
 
 /// One fact, counted both ways.
@@ -38,6 +38,7 @@ impl fmt::Display for Fact {
 pub fn facts(tally: &Tally, scrape: &Scrape) -> Vec<Fact> {
     let op = [("operation", OPERATION), ("operation_type", OPERATION_TYPE)];
     let with = |extra: (&'static str, &'static str)| [op[0], op[1], extra];
+    let limiter = [("limiter", LIMITER)];
     let attempts = "aegeantic_attempts_total";
     let retries = "aegeantic_retries_total";
     let count = |what, events: usize, metrics| Fact {
@@ -78,12 +79,12 @@ pub fn facts(tally: &Tally, scrape: &Scrape) -> Vec<Fact> {
         count(
             "waits for a token",
             tally.grants.len(),
-            scrape.sum("aegeantic_rate_limit_wait_count", &op[..1]),
+            scrape.sum("aegeantic_rate_limit_wait_count", &limiter),
         ),
         Fact {
             what: "seconds waited for tokens",
             events: tally.waited().as_secs_f64(),
-            metrics: scrape.sum("aegeantic_rate_limit_wait_sum", &op[..1]),
+            metrics: scrape.sum("aegeantic_rate_limit_wait_sum", &limiter),
             tolerance: 0.0005,
         },
     ]

@@ -19,6 +19,8 @@ use tokio::time::Instant;
 pub const OPERATION: &str = "upstream";
 /// Its type label.
 pub const OPERATION_TYPE: &str = "http";
+/// The name of the limiter the fleet shares, the `limiter` label of its metrics.
+pub const LIMITER: &str = "upstream-quota";
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -105,6 +107,7 @@ pub async fn run(fleet: &Fleet, url: &str) -> Result<Tally, FleetError> {
     let limiter = RateLimiter::new(RateLimitConfig {
         requests_per_second: Some(fleet.rate),
         burst_size: fleet.burst,
+        name: Some(LIMITER.into()),
         ..RateLimitConfig::default()
     })
     .map_err(FleetError::Limiter)?;

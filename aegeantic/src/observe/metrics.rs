@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram, SharedString};
+use metrics::{counter, gauge, Key, Label, Level, Metadata, SharedString};
 
 /// Attempts by how they ended.
 pub(crate) const ATTEMPTS: &str = "aegeantic.attempts";
@@ -70,29 +70,77 @@ pub(crate) fn retry(operation: Operation, cause: &'static str, server_directed: 
     .increment(1);
 }
 
-/// A grant of tokens: its wait, what it left, and whether the failure policy decided it.
-pub(crate) fn grant(
-    operation: SharedString,
-    waited: Duration,
-    tokens_remaining: f64,
-    fallback: Option<&'static str>,
-) {
-    histogram!(RATE_LIMIT_WAIT, "operation" => operation.clone()).record(waited.as_secs_f64());
-    gauge!(TOKENS_AVAILABLE, "operation" => operation.clone()).set(tokens_remaining);
-    if let Some(policy) = fallback {
-        counter!(FALLBACKS, "operation" => operation, "policy" => policy).increment(1);
-    }
+/// What the limiter's own metrics are registered with: the macros' defaults.
+static LIMITER_METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// The metrics of one rate limiter, labelled `limiter` with its name.
+///
+/// Every grant records two of them, so their keys are built once, with the limiter: a
+/// grant hands the current recorder a ready key (name, label and hash), where the macros
+/// would build, hash and free a new one for each metric of each grant. The recorder is
+/// looked up at each grant, as the macros do, so one installed after the limiter was made
+/// still gets everything.
+pub(crate) struct Limiter {
+    name: SharedString,
+    wait: Key,
+    tokens: Key,
 }
 
-/// A refusal by the limiter, `reason` one of its error's kinds.
-pub(crate) fn refusal(operation: SharedString, reason: &'static str) {
-    counter!(RATE_LIMIT_REFUSALS, "operation" => operation, "reason" => reason).increment(1);
+impl Limiter {
+    pub(crate) fn new(name: &str) -> Self {
+        let name = SharedString::from(name.to_owned());
+        let key = |metric: &'static str| {
+            Key::from_parts(metric, vec![Label::new("limiter", name.clone())])
+        };
+        Limiter {
+            wait: key(RATE_LIMIT_WAIT),
+            tokens: key(TOKENS_AVAILABLE),
+            name,
+        }
+    }
+
+    /// A grant by `acquire`: its wait, what it left, and whether the failure policy
+    /// decided it.
+    pub(crate) fn grant(
+        &self,
+        waited: Duration,
+        tokens_remaining: f64,
+        fallback: Option<&'static str>,
+    ) {
+        metrics::with_recorder(|recorder| {
+            recorder
+                .register_histogram(&self.wait, &LIMITER_METADATA)
+                .record(waited.as_secs_f64());
+            recorder
+                .register_gauge(&self.tokens, &LIMITER_METADATA)
+                .set(tokens_remaining);
+        });
+        if let Some(policy) = fallback {
+            counter!(FALLBACKS, "limiter" => self.name.clone(), "policy" => policy).increment(1);
+        }
+    }
+
+    /// Tokens left after a grant that did not wait for them (`try_acquire`).
+    pub(crate) fn tokens(&self, tokens_remaining: f64) {
+        metrics::with_recorder(|recorder| {
+            recorder
+                .register_gauge(&self.tokens, &LIMITER_METADATA)
+                .set(tokens_remaining);
+        });
+    }
+
+    /// A refusal, `reason` one of the limiter error's kinds.
+    pub(crate) fn refusal(&self, reason: &'static str) {
+        counter!(RATE_LIMIT_REFUSALS, "limiter" => self.name.clone(), "reason" => reason)
+            .increment(1);
+    }
 }
 
 /// A Redis script call of the shared limiter, concurrency limiter, breaker or budget.
 #[cfg(feature = "redis")]
 pub(crate) fn redis_call(script: &'static str, took: Duration, ok: bool) {
-    histogram!(
+    metrics::histogram!(
         REDIS_CALL,
         "script" => script,
         "outcome" => if ok { "ok" } else { "error" },

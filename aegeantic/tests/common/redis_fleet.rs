@@ -31,6 +31,7 @@ pub const SHARED: RateLimitConfig = RateLimitConfig {
     requests_per_minute: Some(6000.0),
     requests_per_hour: None,
     burst_size: 20,
+    name: None,
 };
 /// Processes in a fleet, tasks in each, and how long a shared-limit fleet runs.
 pub const PROCESSES: usize = 4;

@@ -149,9 +149,15 @@ impl Acquisition {
     ) -> Poll<Result<Acquired, RateLimitError>> {
         #[cfg(feature = "redis")]
         if limiter.is_redis() {
-            return self.poll_remote(limiter, deadline, cx);
+            let polled = self.poll_remote(limiter, deadline, cx);
+            #[cfg(feature = "metrics")]
+            limiter.observe(&polled);
+            return polled;
         }
-        self.poll_local(limiter, operation_name, deadline, cx)
+        let polled = self.poll_local(limiter, operation_name, deadline, cx);
+        #[cfg(feature = "metrics")]
+        limiter.observe(&polled);
+        polled
     }
 
     #[cfg(feature = "redis")]

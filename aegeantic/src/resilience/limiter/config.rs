@@ -37,6 +37,15 @@ pub struct RateLimitConfig {
     pub requests_per_hour: Option<f64>,
     /// Tokens the bucket holds when full; the largest burst and the largest single request.
     pub burst_size: u32,
+    /// The limiter's name in its metrics (feature `metrics`: the `limiter` label of its
+    /// waits, tokens, refusals and fallbacks); `"default"` when unset. Name each limiter
+    /// after the quota it guards ("openai-chat"), never after a key or a URL: a label is
+    /// read by whoever reads the dashboards. The limit itself does not depend on it.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub name: Option<String>,
 }
 
 impl Default for RateLimitConfig {
@@ -47,6 +56,7 @@ impl Default for RateLimitConfig {
             requests_per_minute: None,
             requests_per_hour: None,
             burst_size: 10,
+            name: None,
         }
     }
 }

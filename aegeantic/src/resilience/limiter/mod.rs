@@ -97,6 +97,8 @@ struct Shared {
     /// serves only as the fallback of [`FailurePolicy::Local`].
     #[cfg(feature = "redis")]
     redis: Option<self::redis::RedisBackend>,
+    #[cfg(feature = "metrics")]
+    metrics: crate::observe::metrics::Limiter,
 }
 
 /// Gives its content cache lines of its own: every grant writes `tat` and reads the fields
@@ -163,6 +165,10 @@ impl RateLimiter {
         let gcra = Gcra::new(&config)?;
         Ok(RateLimiter {
             shared: Arc::new(Shared {
+                #[cfg(feature = "metrics")]
+                metrics: crate::observe::metrics::Limiter::new(
+                    config.name.as_deref().unwrap_or("default"),
+                ),
                 config,
                 gcra,
                 clock,
@@ -235,9 +241,39 @@ impl RateLimiter {
         self.cap_available(0).await
     }
 
+    /// Takes the tokens if they are there now, with no queue.
     #[inline]
     fn try_take_now(&self, tokens: u32) -> bool {
-        self.try_take(tokens, self.now()).is_some()
+        let now = self.now();
+        let taken = self.try_take(tokens, now);
+        #[cfg(feature = "metrics")]
+        if let Some(tat) = taken {
+            self.shared.metrics.tokens(self.remaining(tat, now));
+        }
+        taken.is_some()
+    }
+
+    /// Counts a refusal of `try_acquire` in the metrics, and returns it.
+    #[cfg_attr(not(feature = "metrics"), inline(always))]
+    fn refused(&self, error: RateLimitError) -> RateLimitError {
+        #[cfg(feature = "metrics")]
+        self.shared.metrics.refusal(error.label());
+        error
+    }
+
+    /// Records what an acquisition's poll came to: a grant's wait and tokens, or a refusal.
+    #[cfg(feature = "metrics")]
+    #[inline]
+    fn observe(&self, polled: &std::task::Poll<Result<Acquired, RateLimitError>>) {
+        match polled {
+            std::task::Poll::Ready(Ok(acquired)) => self.shared.metrics.grant(
+                acquired.waited,
+                acquired.tokens_remaining,
+                acquired.fallback.map(Fallback::label),
+            ),
+            std::task::Poll::Ready(Err(error)) => self.shared.metrics.refusal(error.label()),
+            std::task::Poll::Pending => {}
+        }
     }
 
     #[inline]

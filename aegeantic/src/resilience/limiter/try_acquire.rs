@@ -57,7 +57,9 @@ impl Future for TryAcquire<'_> {
             // Polled again after completing.
             return Poll::Pending;
         }
-        this.limiter.check(this.tokens)?;
+        if let Err(error) = this.limiter.check(this.tokens) {
+            return Poll::Ready(Err(this.limiter.refused(error)));
+        }
         Poll::Ready(Ok(this.limiter.try_take_now(this.tokens)))
     }
 }
@@ -67,7 +69,9 @@ impl TryAcquire<'_> {
     #[inline(never)]
     fn poll_remote(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, RateLimitError>> {
         if !std::mem::replace(&mut self.started, true) {
-            self.limiter.check(self.tokens)?;
+            if let Err(error) = self.limiter.check(self.tokens) {
+                return Poll::Ready(Err(self.limiter.refused(error)));
+            }
             self.remote = Some(Box::pin(self.limiter.try_acquire_remote(self.tokens)));
         }
         let Some(call) = &mut self.remote else {
@@ -76,7 +80,7 @@ impl TryAcquire<'_> {
         };
         let admitted = std::task::ready!(call.as_mut().poll(cx));
         self.remote = None;
-        Poll::Ready(admitted)
+        Poll::Ready(admitted.map_err(|error| self.limiter.refused(error)))
     }
 }
 

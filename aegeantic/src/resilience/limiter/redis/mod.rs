@@ -488,7 +488,13 @@ impl RateLimiter {
     pub(super) async fn try_acquire_remote(&self, tokens: u32) -> Result<bool, RateLimitError> {
         let redis = self.shared.redis.as_ref().expect("a Redis-backed limiter");
         Ok(match redis.try_acquire(tokens).await? {
-            Remote::Answer(admitted) => admitted,
+            Remote::Answer(admitted) => {
+                #[cfg(feature = "metrics")]
+                if admitted {
+                    self.shared.metrics.tokens(redis.tokens_available());
+                }
+                admitted
+            }
             Remote::Fallback(Fallback::FailOpen) => true,
             Remote::Fallback(Fallback::Local) => match &redis.local {
                 Some(local) => {

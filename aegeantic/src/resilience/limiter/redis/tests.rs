@@ -55,6 +55,7 @@ fn config_strategy() -> impl Strategy<Value = RateLimitConfig> {
             requests_per_minute: minute,
             requests_per_hour: hour,
             burst_size: burst,
+            name: None,
         })
 }
 
@@ -129,6 +130,7 @@ fn reservations_respect_every_window() {
         requests_per_minute: Some(600.0),
         requests_per_hour: None,
         burst_size: 10,
+        name: None,
     };
     let server = RedisServer::start();
     let redis = backend(&server, &config);

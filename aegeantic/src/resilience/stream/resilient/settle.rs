@@ -184,11 +184,6 @@ pub(super) fn refused<O, S: Stream, E: Error + 'static>(
     this: &mut Projection<'_, O, S>,
     error: RateLimitError,
 ) -> ResilienceError<E> {
-    #[cfg(feature = "metrics")]
-    crate::observe::metrics::refusal(
-        this.run.labels.operation_name.metrics_label(),
-        error.label(),
-    );
     let error = refused_as(this, error);
     this.run.spans.close();
     #[cfg(feature = "metrics")]
