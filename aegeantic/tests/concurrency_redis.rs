@@ -1,9 +1,14 @@
 //! `ConcurrencyLimiter::redis` against a real redis-server on loopback (real time): one cap
 //! shared by processes, FIFO waiting, leases that come back when their process is killed,
-//! the failure policy when Redis is killed, and the stream and tower adapters on it.
+//! the failure policy when Redis is killed, and the stream and tower adapters on it; and
+//! `ConcurrencyLimiter::redis_cluster` on a real Redis Cluster, across processes and
+//! through a failover.
 #![cfg(feature = "redis")]
 
 // Shared by the Redis test binaries, each using a part.
+#[allow(dead_code)]
+#[path = "common/redis_cluster.rs"]
+mod redis_cluster;
 #[allow(dead_code)]
 #[path = "common/redis_fleet.rs"]
 mod redis_fleet;
@@ -19,6 +24,7 @@ use aegeantic::resilience::{
     resilient_stream, ConcurrencyLimiter, FailurePolicy, RedisConcurrencyOptions, Resilient,
 };
 use futures::StreamExt;
+use redis_cluster::RedisCluster;
 use redis_fleet::{child_spec, spawn_child, unix_micros, PROCESSES, TASKS};
 use redis_server::RedisServer;
 use tokio::time::Instant;
@@ -36,8 +42,16 @@ async fn redis_child_process_entry() {
     let Some((role, url, key)) = child_spec() else {
         return;
     };
+    let options = RedisConcurrencyOptions::default;
     match role.as_str() {
-        "fleet" => fleet_child(&url, &key).await,
+        "fleet" => {
+            fleet_child(ConcurrencyLimiter::redis(&url, &key, MAX, options()).unwrap()).await
+        }
+        "fleet-cluster" => {
+            let nodes: Vec<&str> = url.split(',').collect();
+            let limiter = ConcurrencyLimiter::redis_cluster(&nodes, &key, MAX, options()).unwrap();
+            fleet_child(limiter).await;
+        }
         "holder" => {
             let options = RedisConcurrencyOptions::default().lease(SHORT_LEASE);
             let limiter = ConcurrencyLimiter::redis(&url, &key, MAX, options).unwrap();
@@ -55,9 +69,7 @@ async fn redis_child_process_entry() {
 
 /// `TASKS` tasks taking a slot at a time for `FLEET_RUN`, each holding it 10 to 60 ms;
 /// prints each hold's interval, taken inside the permit's life.
-async fn fleet_child(url: &str, key: &str) {
-    let limiter =
-        ConcurrencyLimiter::redis(url, key, MAX, RedisConcurrencyOptions::default()).unwrap();
+async fn fleet_child(limiter: ConcurrencyLimiter) {
     let start = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|_| {
@@ -109,13 +121,14 @@ fn calls(server: &RedisServer, names: &[&str]) -> f64 {
         .sum()
 }
 
-#[test]
-fn four_processes_never_hold_more_than_the_cap_and_use_it() {
-    let server = RedisServer::start();
-    server.command("CONFIG RESETSTAT");
-    let url = server.url();
+/// Runs `PROCESSES` fleet children of `role` on `url` and checks the cap, the use of the
+/// capacity, and the Redis calls per grant, counted on every one of `servers`.
+fn a_fleet_keeps_the_cap(role: &str, url: &str, servers: &[RedisServer]) {
+    for server in servers {
+        server.command("CONFIG RESETSTAT");
+    }
     let children: Vec<_> = (0..PROCESSES)
-        .map(|_| spawn_child("fleet", &url, "fleet"))
+        .map(|_| spawn_child(role, url, "fleet"))
         .collect();
     let mut holds = Vec::new();
     for child in children {
@@ -139,14 +152,20 @@ fn four_processes_never_hold_more_than_the_cap_and_use_it() {
         .sum();
     let used = held as f64 / (MAX as f64 * (last - first) as f64);
     let grants = holds.len() as f64;
-    let scripts = calls(&server, &["evalsha", "eval"]);
-    let pops = calls(&server, &["blpop"]);
+    let count = |names: &[&str]| {
+        servers
+            .iter()
+            .map(|server| calls(server, names))
+            .sum::<f64>()
+    };
+    let scripts = count(&["evalsha", "eval"]);
+    let pops = count(&["blpop"]);
     // Every grant is released by one script call; the rest got the slots and kept them.
     let per_grant = (scripts + pops - grants) / grants;
     println!(
-        "{} holds by {PROCESSES} processes x {TASKS} tasks, cap {MAX}: at most {most} at once, \
-         {:.1}% of the capacity used; {scripts} script calls and {pops} BLPOPs: {:.2} calls \
-         per grant besides its release ({:.2} with it)",
+        "{role}: {} holds by {PROCESSES} processes x {TASKS} tasks, cap {MAX}: at most {most} \
+         at once, {:.1}% of the capacity used; {scripts} script calls and {pops} BLPOPs: \
+         {:.2} calls per grant besides its release ({:.2} with it)",
         holds.len(),
         100.0 * used,
         per_grant,
@@ -157,6 +176,80 @@ fn four_processes_never_hold_more_than_the_cap_and_use_it() {
     // One call to ask and, when it had to wait, one wake-up; lease upkeep that no
     // acquisition carried (a renewal alone, a wait ended by it) adds a little.
     assert!(per_grant <= 2.05, "{per_grant} calls per grant");
+}
+
+#[test]
+fn four_processes_never_hold_more_than_the_cap_and_use_it() {
+    let server = RedisServer::start();
+    let url = server.url();
+    a_fleet_keeps_the_cap("fleet", &url, std::slice::from_ref(&server));
+}
+
+/// The same fleet on a Redis Cluster of three masters: the slots' keys share one hash tag,
+/// so one master serves them, the BLPOP included.
+#[test]
+fn on_a_cluster_four_processes_keep_the_cap_and_use_it() {
+    let cluster = RedisCluster::start(0);
+    a_fleet_keeps_the_cap("fleet-cluster", &cluster.urls().join(","), &cluster.nodes);
+}
+
+/// Kills the master that serves the slots while 16 tasks take and release them: until a
+/// replica is promoted the failure policy (fail closed) grants nothing, then Redis grants
+/// again, and over the whole run no more than the cap are held at once, but for grants
+/// the promoted replica may have lost (at most the cap's worth, as documented).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_the_limiter_serves_again_after_a_failover() {
+    let mut cluster = RedisCluster::start(1);
+    let options = RedisConcurrencyOptions::default()
+        .lease(Duration::from_secs(2))
+        .call_timeout(Duration::from_millis(200));
+    let limiter =
+        ConcurrencyLimiter::redis_cluster(&cluster.urls(), "failover", MAX, options).unwrap();
+    let run = Duration::from_secs(7);
+    let start = Instant::now();
+    let holds = Arc::new(Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..2 * MAX)
+        .map(|_| {
+            let (limiter, holds) = (limiter.clone(), holds.clone());
+            tokio::spawn(async move {
+                while start.elapsed() < run {
+                    // Fail closed (the default): while no master serves the slots, this
+                    // waits, asking again every probe interval.
+                    let permit = limiter.acquire().await;
+                    let from = unix_micros();
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(5..30))).await;
+                    holds.lock().unwrap().push((from, unix_micros()));
+                    drop(permit);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let master = cluster.master_of("aegeantic:slots:{failover}:held");
+    let killed = unix_micros();
+    cluster.node(master).kill();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let holds = std::mem::take(&mut *holds.lock().unwrap());
+    let before = holds.iter().filter(|h| h.0 < killed).count();
+    let back = holds
+        .iter()
+        .map(|h| h.0)
+        .filter(|&from| from > killed)
+        .min()
+        .expect("granted again after the failover");
+    let most = most_at_once(&holds);
+    let promoted = cluster.master_of("aegeantic:slots:{failover}:held");
+    println!(
+        "failover: master {master} killed; {before} holds before, {} after; granted again \
+         {:.2} s after the kill by {promoted}; at most {most} held at once (cap {MAX})",
+        holds.len() - before,
+        (back - killed) as f64 / 1e6,
+    );
+    assert_ne!(promoted, master);
+    assert!(back - killed < 4_000_000, "{} us", back - killed);
+    assert!(most <= 2 * MAX, "{most} held at once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

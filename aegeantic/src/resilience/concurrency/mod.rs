@@ -147,8 +147,48 @@ impl ConcurrencyLimiter {
     ) -> Result<Self, ConfigError> {
         use crate::resilience::limiter::redis::connection::Target;
 
+        Self::with_slots(Target::Node(url), key, max_in_flight, options)
+    }
+
+    /// [`ConcurrencyLimiter::redis`] on a Redis Cluster, given the URLs of some of its
+    /// nodes (the client finds the rest). Every key of the slots carries `key` as its hash
+    /// tag, so they live in one cluster slot: its master holds them all, the client follows
+    /// `MOVED`/`ASK`, and the wait for grants (`BLPOP`) runs on a cluster connection of its
+    /// own, routed to the same node.
+    ///
+    /// While the master of the key's slot is down and no replica has taken over, calls
+    /// fail and the failure policy decides, as in any outage. A promoted replica may lack
+    /// the master's last writes (replication is asynchronous): slots granted or released
+    /// just before the failover may be missing or still counted there. A grant it lacks is
+    /// not counted: as many more holders can be let in until that permit is released (its
+    /// renewals find the lease gone and say so through `tracing`); a release it lacks keeps
+    /// that slot out until its lease ends.
+    ///
+    /// # Errors
+    /// As [`ConcurrencyLimiter::redis`], and [`ConfigError::NoClusterNodes`] for an empty
+    /// list.
+    #[cfg(feature = "redis")]
+    pub fn redis_cluster<S: AsRef<str>>(
+        nodes: &[S],
+        key: &str,
+        max_in_flight: usize,
+        options: RedisConcurrencyOptions,
+    ) -> Result<Self, ConfigError> {
+        use crate::resilience::limiter::redis::connection::Target;
+
+        let nodes: Vec<&str> = nodes.iter().map(AsRef::as_ref).collect();
+        Self::with_slots(Target::Cluster(&nodes), key, max_in_flight, options)
+    }
+
+    #[cfg(feature = "redis")]
+    fn with_slots(
+        target: crate::resilience::limiter::redis::connection::Target<'_>,
+        key: &str,
+        max_in_flight: usize,
+        options: RedisConcurrencyOptions,
+    ) -> Result<Self, ConfigError> {
         let max = checked_max(max_in_flight)?;
-        let slots = redis::RedisSlots::new(Target::Node(url), key, max, options)?;
+        let slots = redis::RedisSlots::new(target, key, max, options)?;
         Ok(ConcurrencyLimiter {
             backend: Backend::Redis(slots),
             max,
