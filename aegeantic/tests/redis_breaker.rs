@@ -147,9 +147,17 @@ fn a_shared_breaker_probes_a_dead_upstream_as_one_breaker_would() {
          tasks with one breaker {alone:?}",
         PROCESSES * TASKS
     );
-    assert!(shared.0 < per_process.0, "{shared:?} vs {per_process:?}");
-    // The probes: the fleet's as one breaker's, where a breaker per process sends N times.
-    assert!(shared.1 <= alone.1 + 3, "{shared:?} vs {alone:?}");
+    // The opening: one breaker lets through the calls in flight when the outage starts,
+    // and those that the tasks of its first `minimum_calls - 1` failures start before the
+    // next failure opens it. The fleet's processes hear of each other's failures within a
+    // hop of Redis; the calls of two processes that fail within that hop of each other
+    // both run that race, so each such process may add up to `minimum_calls - 1` calls.
+    // One coincidence is allowed for, not more.
+    let race = config().minimum_calls as u64 - 1;
+    assert!(shared.0 - shared.1 <= alone.0 - alone.1 + race, "{shared:?} vs {alone:?}");
+    // The probes: granted by the script, the fleet's are one breaker's, where a breaker
+    // per process sends N times.
+    assert!(shared.1 <= alone.1, "{shared:?} vs {alone:?}");
     assert!(per_process.1 >= 3 * alone.1, "{per_process:?} vs {alone:?}");
 }
 

@@ -18,11 +18,14 @@ use std::time::Duration;
 
 use redis::RedisError;
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::{CircuitBreakerConfig, CircuitOpen, CircuitState, Transition};
 use crate::resilience::limiter::redis::connection::{Connection, Lua, Target};
 use crate::resilience::ConfigError;
+
+mod listen;
 
 static BREAKER: LazyLock<Lua> = LazyLock::new(|| Lua::new("breaker", include_str!("breaker.lua")));
 const KEYS: [&str; 3] = [":state", ":window", ":probes"];
@@ -77,6 +80,12 @@ impl RedisBreakerOptions {
 /// The shared part of a Redis-backed [`CircuitBreaker`](super::CircuitBreaker).
 pub(crate) struct FleetBreaker {
     connection: Connection,
+    /// For the subscription to the transitions, which takes a connection of its own.
+    client: redis::Client,
+    channel: String,
+    /// The task that hears transitions; it waits on the subscription, so it is stopped
+    /// when the breaker goes.
+    listener: Mutex<Option<AbortHandle>>,
     config: CircuitBreakerConfig,
     options: RedisBreakerOptions,
     owner: String,
@@ -110,11 +119,11 @@ struct View {
     /// has heard of them, as an in-process breaker would.
     window: (u64, u64),
     unreported: (u64, u64),
-    /// Whether this generation's `urgent` wake-up has been sent.
-    hurried: bool,
     /// Redis did not answer the last call: the in-process breaker decides.
     down: bool,
     synced: Option<Instant>,
+    /// When the last published transition was taken.
+    heard: Option<Instant>,
 }
 
 /// What a permission says when the fleet's breaker decides.
@@ -150,8 +159,13 @@ impl FleetBreaker {
             options.call_timeout,
             1,
         )?;
+        // The URL parsed for the connection above.
+        let client = redis::Client::open(url).map_err(|_| ConfigError::InvalidRedisUrl)?;
         Ok(Arc::new(FleetBreaker {
             connection,
+            client,
+            channel: format!("aegeantic:breaker:{{{key}}}:transitions"),
+            listener: Mutex::new(None),
             config,
             options,
             owner: format!("{:016x}", rand::random::<u64>()),
@@ -167,9 +181,9 @@ impl FleetBreaker {
                 refresh: false,
                 window: (0, 0),
                 unreported: (0, 0),
-                hurried: false,
                 down: false,
                 synced: None,
+                heard: None,
             }),
             running: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
@@ -289,10 +303,8 @@ impl FleetBreaker {
             copy.unreported.1 += u64::from(failed);
         }
         copy.reports.push(report);
-        let hurry = failed && !copy.hurried && self.would_open(&copy);
-        copy.hurried |= hurry;
         drop(copy);
-        if hurry {
+        if failed || permission.probe.is_some() {
             self.urgent.notify_one();
         }
         self.wake.notify_one();
@@ -305,6 +317,37 @@ impl FleetBreaker {
             self.lock().reports.push(report);
             self.wake.notify_one();
         }
+    }
+
+    /// A message the script published: a transition, taken at once unless the copy
+    /// already has it (or a later one), or a failure added to the window, which counts
+    /// towards this process's refusals at once. Ignored while Redis is down for this
+    /// process.
+    fn hear(&self, message: &str) {
+        let Some((fleet, window)) = Fleet::parse(message) else {
+            return;
+        };
+        let now = Instant::now();
+        let mut copy = self.lock();
+        if copy.down || fleet.generation < copy.generation {
+            return;
+        }
+        if fleet.generation > copy.generation {
+            copy.adopt(&fleet, now);
+            copy.heard = Some(now);
+        }
+        if fleet.state == CircuitState::Closed {
+            // This process's own failures in it may still count as unreported until the
+            // reply comes: for so long, it may refuse a little early, never late.
+            copy.window = window;
+        }
+    }
+
+    /// Has the task bring the copy up to date: a transition may have been published while
+    /// no subscription heard it.
+    fn resync(&self) {
+        self.lock().refresh = true;
+        self.wake.notify_one();
     }
 
     fn lock(&self) -> MutexGuard<'_, View> {
@@ -320,6 +363,12 @@ impl FleetBreaker {
             Ok(runtime) => {
                 let wakes = (Arc::clone(&self.wake), Arc::clone(&self.urgent));
                 runtime.spawn(sync(Arc::downgrade(self), wakes));
+                let pauses = (self.options.call_timeout, self.options.probe_interval);
+                let subscription = (self.client.clone(), self.channel.clone());
+                let listener =
+                    runtime.spawn(listen::listen(Arc::downgrade(self), subscription, pauses));
+                *self.listener.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(listener.abort_handle());
             }
             Err(_) => self.running.store(false, Ordering::Release),
         }
@@ -353,6 +402,7 @@ impl FleetBreaker {
                     .arg(micros(self.options.probe_lease))
                     .arg(u8::from(want_probe))
                     .arg(&probe_id)
+                    .arg(&self.channel)
                     .arg(reports);
             })
             .await?;
@@ -362,43 +412,89 @@ impl FleetBreaker {
                 "the breaker script answered other than 7 numbers",
             )));
         };
-        let state = match state {
-            1 => CircuitState::Open,
-            2 => CircuitState::HalfOpen,
-            _ => CircuitState::Closed,
-        };
-        let generation = u64::try_from(generation).unwrap_or(0);
+        let fleet = Fleet::read(state, generation, remaining_us, ratio);
         let mut copy = self.lock();
         copy.synced = Some(asked);
         copy.down = false;
-        if generation != copy.generation {
-            copy.transition = Some(Transition {
-                from: copy.state,
-                to: state,
-                failure_ratio: (state == CircuitState::Open && ratio >= 0)
-                    .then(|| ratio as f64 / 1e6),
-            });
-            // Probes and outcomes of an earlier period count for nothing now.
-            copy.probes.clear();
-            copy.unreported = (0, 0);
-            copy.hurried = false;
-        } else {
+        // A transition heard since this call was asked is newer than its reply.
+        if fleet.generation < copy.generation && copy.heard.is_some_and(|heard| heard > asked) {
+            return Ok(());
+        }
+        if !copy.adopt(&fleet, asked) {
             copy.unreported.0 = copy.unreported.0.saturating_sub(sent.0);
             copy.unreported.1 = copy.unreported.1.saturating_sub(sent.1);
         }
-        copy.state = state;
-        copy.generation = generation;
         copy.window = (
             u64::try_from(calls).unwrap_or(0),
             u64::try_from(failures).unwrap_or(0),
         );
-        copy.open_until = u64::try_from(remaining_us)
-            .ok()
-            .and_then(|us| asked.checked_add(Duration::from_micros(us)));
         if granted == 1 {
-            copy.probes.push((probe_id, generation));
+            copy.probes.push((probe_id, fleet.generation));
         }
         Ok(())
+    }
+}
+
+/// The fleet's breaker as the script answers or announces it.
+struct Fleet {
+    state: CircuitState,
+    generation: u64,
+    /// Until an open breaker lets a probe through (`-1`: not open).
+    remaining_us: i64,
+    /// The failure ratio of the last opening in millionths (`-1`: none).
+    ratio: i64,
+}
+
+impl Fleet {
+    fn read(state: i64, generation: i64, remaining_us: i64, ratio: i64) -> Self {
+        Fleet {
+            state: match state {
+                1 => CircuitState::Open,
+                2 => CircuitState::HalfOpen,
+                _ => CircuitState::Closed,
+            },
+            generation: u64::try_from(generation).unwrap_or(0),
+            remaining_us,
+            ratio,
+        }
+    }
+
+    /// A message of the script: `gen:state:remaining_us:ratio:calls:failures`, and the
+    /// window's calls and failures.
+    fn parse(message: &str) -> Option<(Self, (u64, u64))> {
+        let mut numbers = message.split(':').map(str::parse::<i64>);
+        let mut next = || numbers.next()?.ok();
+        let (generation, state, remaining_us, ratio) = (next()?, next()?, next()?, next()?);
+        let window = (next()?, next()?);
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let fleet = Fleet::read(state, generation, remaining_us, ratio);
+        Some((fleet, (count(window.0), count(window.1))))
+    }
+}
+
+impl View {
+    /// Takes the fleet's state as read at `at`; whether its generation differs from the
+    /// copy's.
+    fn adopt(&mut self, fleet: &Fleet, at: Instant) -> bool {
+        let changed = fleet.generation != self.generation;
+        if changed {
+            self.transition = Some(Transition {
+                from: self.state,
+                to: fleet.state,
+                failure_ratio: (fleet.state == CircuitState::Open && fleet.ratio >= 0)
+                    .then(|| fleet.ratio as f64 / 1e6),
+            });
+            // Probes and outcomes of an earlier period count for nothing now.
+            self.probes.clear();
+            self.unreported = (0, 0);
+            self.window = (0, 0);
+        }
+        self.state = fleet.state;
+        self.generation = fleet.generation;
+        self.open_until = u64::try_from(fleet.remaining_us)
+            .ok()
+            .and_then(|us| at.checked_add(Duration::from_micros(us)));
+        changed
     }
 }
 
@@ -456,7 +552,15 @@ impl fmt::Debug for FleetBreaker {
 
 impl Drop for FleetBreaker {
     fn drop(&mut self) {
-        // The task finds the breaker gone and ends.
+        // The task finds the breaker gone and ends; the listener is told to.
         self.wake.notify_one();
+        if let Some(listener) = self
+            .listener
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            listener.abort();
+        }
     }
 }
