@@ -222,7 +222,7 @@ pub struct RateLimitEvent {
     pub timestamp: f64,
 }
 
-/// A circuit breaker changed state.
+/// A circuit breaker changed state, or a shared one changed the breaker that decides.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
@@ -235,6 +235,12 @@ pub struct CircuitEvent {
     pub to: CircuitState,
     /// The failure ratio that opened the breaker, when a window did.
     pub failure_ratio: Option<f64>,
+    /// [`Fallback::Local`] when the state after is that of the in-process breaker standing
+    /// in for a shared (Redis) one that cannot reach Redis. A shared breaker also emits an
+    /// event when it switches to that breaker and when the fleet's state decides again
+    /// (`fallback` back to `None`); `from` and `to` may then be the same.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub fallback: Option<Fallback>,
     /// Correlation id set with `with_step_id`.
     pub step_id: Option<Arc<str>>,
     /// When the event was made, in Unix seconds.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aegeantic::resilience::{
-    CircuitBreaker, CircuitBreakerConfig, CircuitState, RedisBreakerOptions,
+    CircuitBreaker, CircuitBreakerConfig, CircuitState, Fallback, RedisBreakerOptions,
 };
 use redis_fleet::{child_spec, spawn_child, unix_micros, PROCESSES, TASKS};
 use redis_server::RedisServer;
@@ -154,7 +154,10 @@ fn a_shared_breaker_probes_a_dead_upstream_as_one_breaker_would() {
     // both run that race, so each such process may add up to `minimum_calls - 1` calls.
     // One coincidence is allowed for, not more.
     let race = config().minimum_calls as u64 - 1;
-    assert!(shared.0 - shared.1 <= alone.0 - alone.1 + race, "{shared:?} vs {alone:?}");
+    assert!(
+        shared.0 - shared.1 <= alone.0 - alone.1 + race,
+        "{shared:?} vs {alone:?}"
+    );
     // The probes: granted by the script, the fleet's are one breaker's, where a breaker
     // per process sends N times.
     assert!(shared.1 <= alone.1, "{shared:?} vs {alone:?}");
@@ -213,7 +216,7 @@ async fn the_fleet_changes_state_once_and_probes_as_one_breaker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_redis_down_the_in_process_breaker_decides() {
+async fn with_redis_down_the_in_process_breaker_decides_and_says_so() {
     let mut server = RedisServer::start();
     let breaker = CircuitBreaker::redis(
         &server.url(),
@@ -227,18 +230,38 @@ async fn with_redis_down_the_in_process_breaker_decides() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(breaker.is_shared());
     server.kill();
-    let (call, _) = breaker.try_call().unwrap();
+    let (call, transition) = breaker.try_call().unwrap();
+    assert_eq!(transition, None, "the fleet's state decided");
     let _ = call.failure();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!breaker.is_shared(), "the in-process breaker decides");
-    for _ in 0..10 {
-        let (call, _) = breaker.try_call().unwrap();
-        let transition = call.failure();
-        if let Some(transition) = transition {
-            assert_eq!(transition.to, CircuitState::Open);
-        }
+    // The switch is reported with the next permission: from the fleet's state to the
+    // in-process breaker's.
+    let (call, switch) = breaker.try_call().unwrap();
+    let switch = switch.expect("the switch to the fallback is reported");
+    assert_eq!(
+        (switch.from, switch.to, switch.fallback),
+        (
+            CircuitState::Closed,
+            CircuitState::Closed,
+            Some(Fallback::Local)
+        )
+    );
+    let mut opened = call.failure();
+    for _ in 0..9 {
+        let (call, transition) = breaker.try_call().unwrap();
+        assert_eq!(transition, None);
+        opened = opened.or(call.failure());
     }
+    let opened = opened.expect("the in-process breaker opens");
+    assert_eq!(
+        (opened.to, opened.fallback),
+        (CircuitState::Open, Some(Fallback::Local))
+    );
     assert_eq!(breaker.state(), CircuitState::Open, "in-process, at once");
+    let refused = breaker.try_call().unwrap_err();
+    assert_eq!(refused.fallback, Some(Fallback::Local), "{refused:?}");
+
     server.restart();
     let back = std::time::Instant::now();
     while !breaker.is_shared() {
@@ -250,4 +273,15 @@ async fn with_redis_down_the_in_process_breaker_decides() {
         CircuitState::Closed,
         "the fleet's state again"
     );
+    // The return is reported with the next permission, once: from the in-process
+    // breaker's state to the fleet's.
+    let (call, returned) = breaker.try_call().unwrap();
+    let returned = returned.expect("the return to the fleet's state is reported");
+    assert_eq!(
+        (returned.from, returned.to, returned.fallback),
+        (CircuitState::Open, CircuitState::Closed, None)
+    );
+    let _ = call.success();
+    let (_, after) = breaker.try_call().unwrap();
+    assert_eq!(after, None);
 }

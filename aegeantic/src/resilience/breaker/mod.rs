@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::ConfigError;
+use super::{ConfigError, Fallback};
 #[cfg(feature = "redis")]
 pub use redis::RedisBreakerOptions;
 
@@ -59,7 +59,12 @@ impl CircuitState {
 }
 
 /// A change of a breaker's state.
+///
+/// A shared breaker ([`CircuitBreaker::redis`]) also reports a change of the breaker that
+/// decides: when Redis stops answering and its in-process breaker takes over, and when
+/// the fleet's state decides again (`from` and `to` may then be the same state).
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Transition {
     /// The state before.
     pub from: CircuitState,
@@ -67,6 +72,10 @@ pub struct Transition {
     pub to: CircuitState,
     /// The failure ratio of the window that caused it, when a window did.
     pub failure_ratio: Option<f64>,
+    /// [`Fallback::Local`] when the state after is that of the in-process breaker standing
+    /// in for a shared one whose Redis does not answer; `None` for the fleet's state, and
+    /// for a breaker that is in-process only.
+    pub fallback: Option<Fallback>,
 }
 
 /// The settings of a [`CircuitBreaker`].
@@ -128,9 +137,14 @@ impl CircuitBreakerConfig {
 /// The breaker refused a call: it is open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("circuit open: upstream failing; next probe in {retry_in:?}")]
+#[non_exhaustive]
 pub struct CircuitOpen {
     /// How long until the breaker lets a probe through.
     pub retry_in: Duration,
+    /// [`Fallback::Local`] when the in-process breaker standing in for a shared one (its
+    /// Redis does not answer) refused; `None` when the fleet's state did, or a breaker
+    /// that is in-process only.
+    pub fallback: Option<Fallback>,
 }
 
 /// A circuit breaker shared by cloning: every stream holding a clone feeds and obeys the
@@ -306,7 +320,18 @@ impl CircuitBreaker {
         let retry_in = breaker.open_until.map_or(Duration::MAX, |until| {
             until.saturating_duration_since(Instant::now())
         });
-        (retry_in > delay).then_some(CircuitOpen { retry_in })
+        let fallback = self.fallback();
+        (retry_in > delay).then_some(CircuitOpen { retry_in, fallback })
+    }
+
+    /// What the in-process breaker stands for when it decides: itself, or the fallback of
+    /// a shared one.
+    fn fallback(&self) -> Option<Fallback> {
+        #[cfg(feature = "redis")]
+        if self.fleet.is_some() {
+            return Some(Fallback::Local);
+        }
+        None
     }
 
     /// Asks to make a call. Returns the permit, and the transition this caused (an open
@@ -317,36 +342,71 @@ impl CircuitBreaker {
     pub fn try_call(&self) -> Result<(Call, Option<Transition>), CircuitOpen> {
         let now = Instant::now();
         #[cfg(feature = "redis")]
-        if let Some(decided) = self.fleet.as_ref().and_then(|fleet| fleet.try_call()) {
-            let (permission, transition) = decided?;
-            let call = Call {
-                breaker: self.clone(),
-                started: now,
-                generation: permission.generation,
-                probe: permission.probe.is_some(),
-                reported: false,
-                fleet: Some(permission),
-            };
-            return Ok((call, transition));
+        let mut switched = None;
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.fleet {
+            match fleet.try_call() {
+                redis::Decision::Shared(decided) => {
+                    let grant = decided?;
+                    let transition = match grant.returned {
+                        // The fleet's state takes over from the in-process breaker's.
+                        true => Some(Transition {
+                            from: self.lock().state,
+                            to: grant.state,
+                            failure_ratio: grant.transition.and_then(|t| t.failure_ratio),
+                            fallback: None,
+                        }),
+                        false => grant.transition,
+                    };
+                    let call = Call {
+                        breaker: self.clone(),
+                        started: now,
+                        generation: grant.permission.generation,
+                        probe: grant.permission.probe.is_some(),
+                        reported: false,
+                        fleet: Some(grant.permission),
+                    };
+                    return Ok((call, transition));
+                }
+                redis::Decision::Fallback(switch) => switched = switch,
+            }
         }
+        let fallback = self.fallback();
         let mut breaker = self.lock();
         let mut transition = None;
+        #[cfg(feature = "redis")]
+        if let Some(from) = switched {
+            // The in-process breaker takes over, closed: the fleet's state says nothing of
+            // what this process alone will see.
+            breaker.enter(CircuitState::Closed, None);
+            transition = Some(Transition {
+                from,
+                to: CircuitState::Closed,
+                failure_ratio: None,
+                fallback,
+            });
+        }
         if breaker.state == CircuitState::Open {
             match breaker.open_until {
                 Some(until) if now >= until => {}
                 until => {
                     return Err(CircuitOpen {
                         retry_in: until.map_or(Duration::MAX, |until| until - now),
+                        fallback,
                     })
                 }
             }
-            transition = Some(breaker.enter(CircuitState::HalfOpen, None));
+            transition = Some(Transition {
+                fallback,
+                ..breaker.enter(CircuitState::HalfOpen, None)
+            });
         }
         let probe = breaker.state == CircuitState::HalfOpen;
         if probe {
             if breaker.probes_started >= self.shared.config.half_open_probes {
                 return Err(CircuitOpen {
                     retry_in: Duration::ZERO,
+                    fallback,
                 });
             }
             breaker.probes_started += 1;
@@ -379,11 +439,12 @@ impl CircuitBreaker {
             fleet.record(permission, failed);
             return None;
         }
+        let fallback = self.fallback();
         let mut breaker = self.lock();
         if breaker.generation != call.generation {
             return None;
         }
-        match breaker.state {
+        let transition = match breaker.state {
             CircuitState::HalfOpen if failed => Some(breaker.open(config, None)),
             CircuitState::HalfOpen => {
                 breaker.probes_succeeded += 1;
@@ -403,7 +464,11 @@ impl CircuitBreaker {
                     .then(|| breaker.open(config, Some(ratio)))
             }
             CircuitState::Open => None,
-        }
+        };
+        transition.map(|transition| Transition {
+            fallback,
+            ..transition
+        })
     }
 
     /// A probe permit dropped unreported gives its slot back.
@@ -445,6 +510,7 @@ impl Breaker {
             from,
             to,
             failure_ratio,
+            fallback: None,
         }
     }
 }

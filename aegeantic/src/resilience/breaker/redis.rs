@@ -121,9 +121,35 @@ struct View {
     unreported: (u64, u64),
     /// Redis did not answer the last call: the in-process breaker decides.
     down: bool,
+    /// Since Redis stopped answering, no permission has been asked: the fleet's state
+    /// as last seen, which the in-process breaker takes over from with the next.
+    switched: Option<CircuitState>,
+    /// Since Redis answers again, no permission has been granted.
+    returned: bool,
     synced: Option<Instant>,
     /// When the last published transition was taken.
     heard: Option<Instant>,
+}
+
+/// Who decides a call's permission.
+pub(crate) enum Decision {
+    /// The fleet's breaker, by the copy.
+    Shared(Result<Grant, CircuitOpen>),
+    /// The in-process breaker, Redis being down; with the fleet's state as last seen the
+    /// first time after the switch, which the in-process breaker takes over from.
+    Fallback(Option<CircuitState>),
+}
+
+/// A permission of the fleet's breaker.
+pub(crate) struct Grant {
+    pub(crate) permission: Permission,
+    /// The fleet's state as last seen.
+    pub(crate) state: CircuitState,
+    /// A change of state not yet reported.
+    pub(crate) transition: Option<Transition>,
+    /// The first permission since Redis answers again: the fleet's state takes over from
+    /// the in-process breaker's.
+    pub(crate) returned: bool,
 }
 
 /// What a permission says when the fleet's breaker decides.
@@ -182,6 +208,8 @@ impl FleetBreaker {
                 window: (0, 0),
                 unreported: (0, 0),
                 down: false,
+                switched: None,
+                returned: false,
                 synced: None,
                 heard: None,
             }),
@@ -221,19 +249,20 @@ impl FleetBreaker {
         let retry_in = copy.open_until.map_or(Duration::MAX, |until| {
             until.saturating_duration_since(Instant::now())
         });
-        Some((retry_in > delay).then_some(CircuitOpen { retry_in }))
+        Some((retry_in > delay).then_some(CircuitOpen {
+            retry_in,
+            fallback: None,
+        }))
     }
 
     /// A permission from the fleet's state as last seen, with the transition not yet
-    /// reported; `None` while Redis is down.
-    pub(crate) fn try_call(
-        self: &Arc<Self>,
-    ) -> Option<Result<(Permission, Option<Transition>), CircuitOpen>> {
+    /// reported; while Redis is down, word that the in-process breaker decides.
+    pub(crate) fn try_call(self: &Arc<Self>) -> Decision {
         self.start();
         let now = Instant::now();
         let mut copy = self.lock();
         if copy.down {
-            return None;
+            return Decision::Fallback(copy.switched.take());
         }
         if copy
             .synced
@@ -245,8 +274,9 @@ impl FleetBreaker {
         }
         let permission = match copy.state {
             CircuitState::Closed if self.would_open(&copy) => {
-                return Some(Err(CircuitOpen {
+                return Decision::Shared(Err(CircuitOpen {
                     retry_in: self.config.open_duration,
+                    fallback: None,
                 }));
             }
             CircuitState::Closed => Permission {
@@ -257,7 +287,10 @@ impl FleetBreaker {
                 let retry_in = copy
                     .open_until
                     .map_or(Duration::MAX, |until| until.saturating_duration_since(now));
-                return Some(Err(CircuitOpen { retry_in }));
+                return Decision::Shared(Err(CircuitOpen {
+                    retry_in,
+                    fallback: None,
+                }));
             }
             CircuitState::Open | CircuitState::HalfOpen => match copy.probes.pop() {
                 Some((id, generation)) => Permission {
@@ -267,13 +300,19 @@ impl FleetBreaker {
                 None => {
                     copy.want_probe = true;
                     self.wake.notify_one();
-                    return Some(Err(CircuitOpen {
+                    return Decision::Shared(Err(CircuitOpen {
                         retry_in: Duration::ZERO,
+                        fallback: None,
                     }));
                 }
             },
         };
-        Some(Ok((permission, copy.transition.take())))
+        Decision::Shared(Ok(Grant {
+            permission,
+            state: copy.state,
+            transition: copy.transition.take(),
+            returned: std::mem::take(&mut copy.returned),
+        }))
     }
 
     /// Whether the fleet's window as last seen, with this process's outcomes since, has
@@ -415,7 +454,13 @@ impl FleetBreaker {
         let fleet = Fleet::read(state, generation, remaining_us, ratio);
         let mut copy = self.lock();
         copy.synced = Some(asked);
-        copy.down = false;
+        if std::mem::take(&mut copy.down) {
+            // Whatever happened meanwhile, the in-process breaker's state is what callers
+            // saw last: the change to report is from it to the fleet's.
+            copy.returned = true;
+            copy.switched = None;
+            copy.transition = None;
+        }
         // A transition heard since this call was asked is newer than its reply.
         if fleet.generation < copy.generation && copy.heard.is_some_and(|heard| heard > asked) {
             return Ok(());
@@ -483,6 +528,7 @@ impl View {
                 to: fleet.state,
                 failure_ratio: (fleet.state == CircuitState::Open && fleet.ratio >= 0)
                     .then(|| fleet.ratio as f64 / 1e6),
+                fallback: None,
             });
             // Probes and outcomes of an earlier period count for nothing now.
             self.probes.clear();
@@ -530,6 +576,15 @@ async fn sync(breaker: Weak<FleetBreaker>, (wake, urgent): (Arc<Notify>, Arc<Not
                 #[cfg(not(feature = "tracing"))]
                 let _ = error;
                 let mut copy = this.lock();
+                if !copy.down {
+                    copy.switched = Some(match (copy.state, copy.open_until) {
+                        (CircuitState::Open, Some(until)) if Instant::now() >= until => {
+                            CircuitState::HalfOpen
+                        }
+                        (state, _) => state,
+                    });
+                    copy.returned = false;
+                }
                 copy.down = true;
                 copy.unreported = (0, 0);
                 drop(copy);

@@ -171,6 +171,7 @@ impl Labels {
             from: transition.from,
             to: transition.to,
             failure_ratio: transition.failure_ratio,
+            fallback: transition.fallback,
             step_id: self.step_id.clone(),
             timestamp: unix_now(),
         };
@@ -180,6 +181,7 @@ impl Labels {
             from = ?event.from,
             to = ?event.to,
             failure_ratio = ?event.failure_ratio,
+            fallback = ?event.fallback,
             "circuit breaker changed state"
         );
         #[cfg(feature = "metrics")]
