@@ -41,48 +41,90 @@ const BEFORE: Duration = Duration::from_millis(500);
 const AFTER: Duration = Duration::from_millis(2500);
 /// Each call of the upstream takes this long.
 const LATENCY: Duration = Duration::from_millis(20);
+/// A fleet's tasks are `PROCESSES` groups of `TASKS`, one a process, or all in one process
+/// for the single breaker: the same load for every fleet. Each task calls again as soon
+/// as a call ends; `ALIGN` before the outage, each waits once for its group's phase, so
+/// that a group's calls start together, `STAGGER` after the previous group's (modulo
+/// `LATENCY`). The groups of a fleet of processes are then apart by far more than the
+/// time an opening takes to reach every process (a Redis hop), and the test measures that
+/// it does reach them in time: two processes whose calls fail within that hop of each
+/// other could each start calls before it, as the README says.
+const ALIGN: u64 = 100_000;
+const STAGGER: u64 = 5_000;
 
 /// Not a test of its own: the entry point of the worker processes that the multi-process
-/// tests start (see `common/redis_fleet.rs`). The key is `<key>@<outage start, unix us>`.
+/// tests start (see `common/redis_fleet.rs`). The key is `<key>@<outage start, unix
+/// us>@<group>`: the process's group of tasks (the single breaker's process has them all).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_child_process_entry() {
     let Some((role, url, spec)) = child_spec() else {
         return;
     };
-    let (key, start) = spec.split_once('@').unwrap();
-    let down_from: u64 = start.parse().unwrap();
-    let (breaker, tasks) = match role.as_str() {
-        "per-process" => (CircuitBreaker::new(config()).unwrap(), TASKS),
+    let mut spec = spec.split('@');
+    let (key, start, group) = (
+        spec.next().unwrap(),
+        spec.next().unwrap(),
+        spec.next().unwrap(),
+    );
+    let (down_from, group): (u64, usize) = (start.parse().unwrap(), group.parse().unwrap());
+    let (breaker, groups) = match role.as_str() {
+        "per-process" => (CircuitBreaker::new(config()).unwrap(), group..group + 1),
         "shared" => {
             let options = RedisBreakerOptions::default();
             (
                 CircuitBreaker::redis(&url, key, config(), options).unwrap(),
-                TASKS,
+                group..group + 1,
             )
         }
         // One process with the whole fleet's tasks and one breaker.
-        "alone" => (CircuitBreaker::new(config()).unwrap(), PROCESSES * TASKS),
+        "alone" => (CircuitBreaker::new(config()).unwrap(), 0..PROCESSES),
         other => panic!("unknown child role {other}"),
     };
-    let (reached, later) = call_the_upstream(breaker, tasks, down_from).await;
+    let (reached, later) = call_the_upstream(breaker, groups, down_from).await;
     println!("REACHED {reached} {later}");
 }
 
 /// The first second of the outage, when the breakers open; the probes come after.
 const FIRST_SECOND: u64 = 1_000_000;
 
-/// `tasks` tasks calling through `breaker` an upstream that fails every call that arrives
-/// in the outage; the calls that reached it then, and those of them after its first second.
-async fn call_the_upstream(breaker: CircuitBreaker, tasks: usize, down_from: u64) -> (u64, u64) {
+/// The first time from `now` on that is `phase` plus or minus a whole number of call
+/// latencies.
+fn next_phase(phase: u64, now: u64) -> u64 {
+    let period = LATENCY.as_micros() as u64;
+    if now < phase {
+        phase - (phase - now) / period * period
+    } else {
+        phase + (now - phase).div_ceil(period) * period
+    }
+}
+
+/// The `groups` of `TASKS` tasks calling through `breaker` an upstream that fails every
+/// call that arrives in the outage; the calls that reached it then, and those of them
+/// after its first second.
+async fn call_the_upstream(
+    breaker: CircuitBreaker,
+    groups: std::ops::Range<usize>,
+    down_from: u64,
+) -> (u64, u64) {
     let down_until = down_from + OUTAGE.as_micros() as u64;
     let end = down_until + AFTER.as_micros() as u64;
     let (reached, later) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let tasks: Vec<_> = (0..tasks)
-        .map(|_| {
+    let tasks: Vec<_> = groups
+        .flat_map(|group| std::iter::repeat_n(group, TASKS))
+        .map(|group| {
             let (breaker, reached, later) =
                 (breaker.clone(), Arc::clone(&reached), Arc::clone(&later));
+            // The group's phase; the outage starts between two groups' calls.
+            let phase = down_from + STAGGER / 2 + group as u64 * STAGGER;
             tokio::spawn(async move {
+                let mut aligned = false;
                 while unix_micros() < end {
+                    let now = unix_micros();
+                    if !aligned && now + ALIGN >= down_from {
+                        aligned = true;
+                        let at = next_phase(phase, now);
+                        tokio::time::sleep(Duration::from_micros(at - now)).await;
+                    }
                     let Ok((call, _)) = breaker.try_call() else {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                         continue;
@@ -90,6 +132,9 @@ async fn call_the_upstream(breaker: CircuitBreaker, tasks: usize, down_from: u64
                     let arrived = unix_micros();
                     let down = (down_from..down_until).contains(&arrived);
                     reached.fetch_add(u64::from(down), Ordering::Relaxed);
+                    if down && arrived < down_from + 200_000 {
+                        println!("ARR {}", arrived - down_from);
+                    }
                     if down && arrived >= down_from + FIRST_SECOND {
                         later.fetch_add(1, Ordering::Relaxed);
                     }
@@ -115,7 +160,7 @@ fn a_shared_breaker_probes_a_dead_upstream_as_one_breaker_would() {
     let down_from = unix_micros() + BEFORE.as_micros() as u64;
     let spawn = |role: &str, count: usize| -> Vec<_> {
         (0..count)
-            .map(|_| spawn_child(role, &url, &format!("{role}@{down_from}")))
+            .map(|group| spawn_child(role, &url, &format!("{role}@{down_from}@{group}")))
             .collect()
     };
     // The three fleets run at once, against the same outage.
@@ -131,6 +176,13 @@ fn a_shared_breaker_probes_a_dead_upstream_as_one_breaker_would() {
                 let output = child.wait_with_output().unwrap();
                 assert!(output.status.success());
                 let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+                let mut arr: Vec<u64> = stdout
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("ARR "))
+                    .map(|t| t.parse::<u64>().unwrap() / 1000)
+                    .collect();
+                arr.sort();
+                println!("DBG {arr:?}");
                 let line = stdout
                     .lines()
                     .find_map(|line| line.strip_prefix("REACHED "))
