@@ -132,9 +132,6 @@ async fn call_the_upstream(
                     let arrived = unix_micros();
                     let down = (down_from..down_until).contains(&arrived);
                     reached.fetch_add(u64::from(down), Ordering::Relaxed);
-                    if down && arrived < down_from + 200_000 {
-                        println!("ARR {}", arrived - down_from);
-                    }
                     if down && arrived >= down_from + FIRST_SECOND {
                         later.fetch_add(1, Ordering::Relaxed);
                     }
@@ -176,13 +173,6 @@ fn a_shared_breaker_probes_a_dead_upstream_as_one_breaker_would() {
                 let output = child.wait_with_output().unwrap();
                 assert!(output.status.success());
                 let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-                let mut arr: Vec<u64> = stdout
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("ARR "))
-                    .map(|t| t.parse::<u64>().unwrap() / 1000)
-                    .collect();
-                arr.sort();
-                println!("DBG {arr:?}");
                 let line = stdout
                     .lines()
                     .find_map(|line| line.strip_prefix("REACHED "))
@@ -199,20 +189,12 @@ fn a_shared_breaker_probes_a_dead_upstream_as_one_breaker_would() {
          tasks with one breaker {alone:?}",
         PROCESSES * TASKS
     );
-    // The opening: one breaker lets through the calls in flight when the outage starts,
-    // and those that the tasks of its first `minimum_calls - 1` failures start before the
-    // next failure opens it. The fleet's processes hear of each other's failures within a
-    // hop of Redis; the calls of two processes that fail within that hop of each other
-    // both run that race, so each such process may add up to `minimum_calls - 1` calls.
-    // One coincidence is allowed for, not more.
-    let race = config().minimum_calls as u64 - 1;
-    assert!(
-        shared.0 - shared.1 <= alone.0 - alone.1 + race,
-        "{shared:?} vs {alone:?}"
-    );
-    // The probes: granted by the script, the fleet's are one breaker's, where a breaker
-    // per process sends N times.
+    // The fleet sends what one breaker does: the calls in flight when the upstream fell,
+    // those that the tasks of the first failures start before the failure that opens the
+    // breaker, and the probes (granted by the script: the fleet's are one breaker's).
+    assert!(shared.0 <= alone.0, "{shared:?} vs {alone:?}");
     assert!(shared.1 <= alone.1, "{shared:?} vs {alone:?}");
+    // A breaker per process sends N times the probes.
     assert!(per_process.1 >= 3 * alone.1, "{per_process:?} vs {alone:?}");
 }
 
