@@ -120,6 +120,12 @@ pub struct RetryEvent {
     pub timeout: Option<TimeoutKind>,
     /// Whether the server set the delay (`Retry-After` or similar) rather than back-off.
     pub server_directed: bool,
+    /// Set when a shared (Redis) retry budget could not reach Redis and its failure
+    /// policy allowed the retry: [`Fallback::Local`] by its in-process budget,
+    /// [`Fallback::FailOpen`] unchecked. Back to `None` once the shared budget decides
+    /// again.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub budget_fallback: Option<Fallback>,
     /// Correlation id set with `with_step_id`.
     pub step_id: Option<Arc<str>>,
     /// When the event was made, in Unix seconds.
@@ -312,6 +318,7 @@ mod tests {
             items_delivered: 0,
             timeout: None,
             server_directed: false,
+            budget_fallback: None,
             step_id: None,
             timestamp: 0.0,
         };

@@ -12,12 +12,15 @@ mod redis_fleet;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aegeantic::events::CircuitEvent;
 use aegeantic::resilience::{
-    CircuitBreaker, CircuitBreakerConfig, CircuitState, Fallback, RedisBreakerOptions,
+    retry, CircuitBreaker, CircuitBreakerConfig, CircuitState, Fallback, RedisBreakerOptions,
+    ResilienceError, Resilient, RetryConfig,
 };
 use redis_fleet::{child_spec, spawn_child, unix_micros, PROCESSES, TASKS};
 use redis_server::RedisServer;
@@ -318,4 +321,90 @@ async fn with_redis_down_the_in_process_breaker_decides_and_says_so() {
     let _ = call.success();
     let (_, after) = breaker.try_call().unwrap();
     assert_eq!(after, None);
+}
+
+/// One call of `outcome` through `breaker`, without retries: how it ended and the circuit
+/// events it emitted.
+async fn call_through(
+    breaker: &CircuitBreaker,
+    outcome: Result<(), io::ErrorKind>,
+) -> (Result<(), ResilienceError<io::Error>>, Vec<CircuitEvent>) {
+    let config = RetryConfig::builder().max_attempts(1).build().unwrap();
+    let mut events = Vec::new();
+    let ended = retry(|| async move { outcome.map_err(io::Error::from) }, config)
+        .with_circuit_breaker(breaker.clone())
+        .on_event(|event| {
+            if let Resilient::Circuit(event) = event {
+                events.push(event.clone());
+            }
+        })
+        .await;
+    (ended, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_events_show_the_fallback_and_the_return() {
+    let mut server = RedisServer::start();
+    let options = RedisBreakerOptions::default();
+    let breaker = CircuitBreaker::redis(&server.url(), "events", config(), options).unwrap();
+    let reset = Err(io::ErrorKind::ConnectionReset);
+    let (ended, events) = call_through(&breaker, Ok(())).await;
+    assert!(ended.is_ok() && events.is_empty(), "{events:?}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(breaker.is_shared());
+
+    server.kill();
+    // The failure's report finds Redis gone.
+    let (_, events) = call_through(&breaker, reset).await;
+    assert!(events.is_empty(), "{events:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!breaker.is_shared());
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let (ended, events) = call_through(&breaker, reset).await;
+        assert!(ended.is_err());
+        seen.extend(events);
+    }
+    let states: Vec<_> = seen.iter().map(|e| (e.from, e.to, e.fallback)).collect();
+    assert_eq!(
+        states,
+        [
+            // The switch to the in-process breaker, then its opening.
+            (
+                CircuitState::Closed,
+                CircuitState::Closed,
+                Some(Fallback::Local)
+            ),
+            (
+                CircuitState::Closed,
+                CircuitState::Open,
+                Some(Fallback::Local)
+            ),
+        ]
+    );
+    let (ended, events) = call_through(&breaker, Ok(())).await;
+    assert!(events.is_empty(), "{events:?}");
+    match ended {
+        Err(ResilienceError::CircuitOpen(open)) => {
+            assert_eq!(open.fallback, Some(Fallback::Local), "{open:?}")
+        }
+        other => panic!("refused by the in-process breaker: {other:?}"),
+    }
+
+    server.restart();
+    let back = std::time::Instant::now();
+    while !breaker.is_shared() {
+        assert!(back.elapsed() < Duration::from_secs(2), "Redis is back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (ended, events) = call_through(&breaker, Ok(())).await;
+    assert!(ended.is_ok(), "{ended:?}");
+    let states: Vec<_> = events.iter().map(|e| (e.from, e.to, e.fallback)).collect();
+    assert_eq!(
+        states,
+        [(CircuitState::Open, CircuitState::Closed, None)],
+        "the fleet's state decides again"
+    );
+    let (_, events) = call_through(&breaker, Ok(())).await;
+    assert!(events.is_empty(), "{events:?}");
 }

@@ -251,17 +251,27 @@ impl CircuitBreaker {
     /// at most `half_open_probes` probes.
     ///
     /// Permissions stay synchronous and take no Redis round trip: each process decides
-    /// from its copy of the fleet's state, and a task of its own reports the outcomes and
-    /// brings the state back at most every
-    /// [`sync_interval`](RedisBreakerOptions::sync_interval) (10 ms by default), so a
-    /// process may make calls for up to that long (plus a round trip) after the fleet's
-    /// breaker opened. Transitions are returned with the next permission each process gets
-    /// ([`try_call`](Self::try_call)), not by [`Call::success`] or [`Call::failure`]. A
-    /// process that wants a half-open probe is refused (with a `retry_in` of zero) until
-    /// the fleet has granted it one. While Redis does not answer, an in-process breaker of
-    /// the same config decides, starting closed ([`is_shared`](Self::is_shared) says
-    /// which), and the task asks Redis again every
-    /// [`probe_interval`](RedisBreakerOptions::probe_interval).
+    /// from its copy of the fleet's state. A task of its own reports each failure as soon
+    /// as its previous call of the script has returned (successes at most every
+    /// [`sync_interval`](RedisBreakerOptions::sync_interval), 10 ms by default), and every
+    /// process hears each change of state, and each failure added to the fleet's window,
+    /// on a channel the script publishes to (`aegeantic:breaker:{key}:transitions`). So
+    /// an opening reaches every process within a hop of Redis, and a process refuses calls
+    /// once the failures it has heard of, with its own not yet reported, reach the ratio.
+    /// Processes whose calls fail within that hop of each other each start calls before
+    /// they hear of the others' failures, as many as an in-process breaker lets through
+    /// before it opens. Transitions are returned with the next permission each process
+    /// gets ([`try_call`](Self::try_call)), not by [`Call::success`] or [`Call::failure`].
+    /// A process that wants a half-open probe is refused (with a `retry_in` of zero) until
+    /// the fleet has granted it one.
+    ///
+    /// While Redis does not answer, an in-process breaker of the same config decides,
+    /// starting closed at each switch ([`is_shared`](Self::is_shared) says which), and the
+    /// task asks Redis again every [`probe_interval`](RedisBreakerOptions::probe_interval).
+    /// The switch is returned as a [`Transition`] with the next permission (from the
+    /// fleet's state as last seen to the in-process breaker's, `fallback` set), and so is
+    /// the return (from the in-process breaker's state to the fleet's, `fallback` `None`);
+    /// the in-process breaker's own transitions and refusals carry `fallback` too.
     ///
     /// # Errors
     /// As [`new`](Self::new), an unparsable URL, and a zero call timeout, sync interval,

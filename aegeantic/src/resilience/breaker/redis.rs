@@ -4,12 +4,16 @@
 //! `breaker.lua` holds the state, the window and the probes out, and makes every change of
 //! state in one script, so the fleet changes state once, together. A call's permission
 //! cannot wait for Redis (the retry loops ask synchronously), so each process decides from
-//! its copy of the fleet's state, and one task of its own per breaker (while it is in
-//! use) calls the script at most every [`sync_interval`](RedisBreakerOptions::sync_interval):
-//! it reports the outcomes since the last call and brings back the state. A half-open
-//! breaker's probes are granted by the script, so the fleet as a whole sends at most
-//! `half_open_probes`: a process that wants one is refused until its task has got one.
-//! Transitions reach each process with its next call's permission.
+//! its copy of the fleet's state, kept by two tasks of its own per breaker (while it is in
+//! use). One calls the script: it reports the outcomes since its last call and brings
+//! back the state, at once for a failure or a probe's outcome, else at most every
+//! [`sync_interval`](RedisBreakerOptions::sync_interval). The other subscribes to a
+//! channel on which the script publishes every change of state and every failure added to
+//! the closed window, so that an opening reaches every process within a hop of Redis, and
+//! each process counts the fleet's failures towards its own refusals as they come. A
+//! half-open breaker's probes are granted by the script, so the fleet as a whole sends at
+//! most `half_open_probes`: a process that wants one is refused until its task has got
+//! one. Transitions reach each process with its next call's permission.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,8 +44,10 @@ const LONGEST_US: u64 = 1 << 52;
 pub struct RedisBreakerOptions {
     /// The longest a Redis call may take (default 250 ms).
     pub call_timeout: Duration,
-    /// The shortest time between two calls of one process (default 10 ms): how stale a
-    /// process's copy of the state may be while it makes calls.
+    /// The shortest time between two calls of one process that has only successes to
+    /// report (default 10 ms); a failure or a probe's outcome is reported as soon as the
+    /// previous call has returned. Changes of state reach a process sooner, as the script
+    /// publishes them; this bounds how stale its copy may be should a message be lost.
     pub sync_interval: Duration,
     /// How often a process whose Redis does not answer asks it again (default 100 ms).
     pub probe_interval: Duration,

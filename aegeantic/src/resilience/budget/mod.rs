@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::time::Instant;
 
-use super::ConfigError;
+use super::{ConfigError, Fallback};
 #[cfg(feature = "redis")]
 pub use redis::RedisBudgetOptions;
 
@@ -177,15 +177,26 @@ impl RetryBudget {
     /// Takes one retry from the budget; `false` when it is spent and the retry must not
     /// happen.
     pub fn try_withdraw(&self) -> bool {
+        self.withdraw().0
+    }
+
+    /// [`try_withdraw`](Self::try_withdraw), and, for a shared budget whose Redis does not
+    /// answer, how its failure policy decided: [`Fallback::Local`] by the in-process
+    /// budget, [`Fallback::FailOpen`] unchecked. A fail-closed budget's refusals then
+    /// come with `None`, as the shared budget's do.
+    pub(crate) fn withdraw(&self) -> (bool, Option<Fallback>) {
         #[cfg(feature = "redis")]
-        if let Some(decided) = self
-            .shared
-            .as_ref()
-            .and_then(|shared| shared.try_withdraw(self))
-        {
-            return decided;
+        if let Some(shared) = &self.shared {
+            return match shared.try_withdraw(self) {
+                Ok(taken) => (taken, None),
+                Err(crate::resilience::FailurePolicy::FailClosed) => (false, None),
+                Err(crate::resilience::FailurePolicy::FailOpen) => (true, Some(Fallback::FailOpen)),
+                Err(crate::resilience::FailurePolicy::Local) => {
+                    (self.withdraw_here(), Some(Fallback::Local))
+                }
+            };
         }
-        self.withdraw_here()
+        (self.withdraw_here(), None)
     }
 
     /// [`try_withdraw`](Self::try_withdraw) from the in-process budget.
