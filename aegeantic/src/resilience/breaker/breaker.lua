@@ -7,10 +7,12 @@
 -- KEYS[3] probes: sorted set of probes out in the half-open state -> lease end (us)
 --
 -- ARGV: now (-1: the server's clock), window, minimum_calls, failure_ratio (millionths),
--- open_duration (us), half_open_probes, probe_lease (us), want_probe (0|1), probe id,
--- the channel on which a change of state, and a failure added to the window, is published
--- ("gen:state:us until a probe:ratio:calls:failures", as in the reply), then reports: "c:<gen>:<0|1>" a closed call's outcome, "p:<gen>:<id>:<0|1>" a probe's,
--- "x:<gen>:<id>" a probe dropped unreported. A report of another generation is ignored.
+-- open_duration (us), half_open_probes, probe_lease (us), want_probe (0|1), probe id
+-- ("<caller>:<n>"), the channel on which a change of state, and a failure added to the
+-- window, is published ("gen:state:us until a probe:ratio:calls:failures:caller", as in
+-- the reply), then reports: "c:<gen>:<0|1>" a closed call's outcome, "p:<gen>:<id>:<0|1>"
+-- a probe's, "x:<gen>:<id>" a probe dropped unreported. A report of another generation is
+-- ignored.
 -- Reply: { state, gen, us until an open breaker lets a probe through (-1: not open),
 -- granted probe (0|1), ratio of the last opening (millionths, -1: none), calls and
 -- failures in the window }.
@@ -106,6 +108,9 @@ local remaining = -1
 if state == 1 then remaining = math.max(0, open_until - now) end
 local calls = redis.call('LLEN', window_key)
 if gen ~= gen_before or (failed and state == 0) then
-  redis.call('PUBLISH', channel, table.concat({ gen, state, remaining, ratio, calls, failures }, ':'))
+  -- The caller's probe ids start with its name: it takes the window from the reply.
+  local caller = string.match(probe_id, '^[^:]*')
+  redis.call('PUBLISH', channel,
+    table.concat({ gen, state, remaining, ratio, calls, failures, caller }, ':'))
 end
 return { state, gen, remaining, granted, ratio, calls, failures }

@@ -326,8 +326,8 @@ impl FleetBreaker {
     fn would_open(&self, copy: &View) -> bool {
         // The window keeps the latest calls, and which of the oldest the new outcomes push
         // out is unknown here: every failure counts as still in. So a process may refuse
-        // calls a sync interval before the fleet's breaker opens, never later than its own
-        // outcomes say it should.
+        // calls a little before the fleet's breaker opens, never later than its own
+        // outcomes and those it has heard of say it should.
         let size = self.config.window as u64;
         let calls = (copy.window.0 + copy.unreported.0).min(size);
         let failures = (copy.window.1 + copy.unreported.1).min(calls);
@@ -369,7 +369,7 @@ impl FleetBreaker {
     /// towards this process's refusals at once. Ignored while Redis is down for this
     /// process.
     fn hear(&self, message: &str) {
-        let Some((fleet, window)) = Fleet::parse(message) else {
+        let Some((fleet, window, caller)) = Fleet::parse(message) else {
             return;
         };
         let now = Instant::now();
@@ -381,9 +381,9 @@ impl FleetBreaker {
             copy.adopt(&fleet, now);
             copy.heard = Some(now);
         }
-        if fleet.state == CircuitState::Closed {
-            // This process's own failures in it may still count as unreported until the
-            // reply comes: for so long, it may refuse a little early, never late.
+        // This process's own call brings the window with its reply, with its outcomes
+        // no longer counted as unreported.
+        if fleet.state == CircuitState::Closed && caller != self.owner {
             copy.window = window;
         }
     }
@@ -510,16 +510,18 @@ impl Fleet {
         }
     }
 
-    /// A message of the script: `gen:state:remaining_us:ratio:calls:failures`, and the
-    /// window's calls and failures.
-    fn parse(message: &str) -> Option<(Self, (u64, u64))> {
-        let mut numbers = message.split(':').map(str::parse::<i64>);
+    /// A message of the script, `gen:state:remaining_us:ratio:calls:failures:caller`:
+    /// the fleet's state, the window's calls and failures, and the name of the process
+    /// whose call of the script published it.
+    fn parse(message: &str) -> Option<(Self, (u64, u64), &str)> {
+        let (numbers, caller) = message.rsplit_once(':')?;
+        let mut numbers = numbers.split(':').map(str::parse::<i64>);
         let mut next = || numbers.next()?.ok();
         let (generation, state, remaining_us, ratio) = (next()?, next()?, next()?, next()?);
         let window = (next()?, next()?);
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
         let fleet = Fleet::read(state, generation, remaining_us, ratio);
-        Some((fleet, (count(window.0), count(window.1))))
+        Some((fleet, (count(window.0), count(window.1)), caller))
     }
 }
 
