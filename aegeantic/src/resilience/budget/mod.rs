@@ -98,7 +98,12 @@ impl RetryBudget {
     /// upstream failing every call for 2 s, 3 attempts each: 1.100 attempts per request
     /// with a shared 10 % budget, 3.000 with none, about 640 Redis calls in all. While Redis does not answer, the
     /// [`failure_policy`](RedisBudgetOptions::failure_policy) decides (by default the
-    /// in-process budget this one also keeps; [`is_shared`](Self::is_shared) says which).
+    /// in-process budget this one also keeps; [`is_shared`](Self::is_shared) says which),
+    /// and the stream's events and errors say so: a retry it allowed has
+    /// [`RetryEvent::budget_fallback`](crate::events::RetryEvent::budget_fallback) set,
+    /// and the in-process budget's refusal is a
+    /// [`RetryBudgetExhausted`](crate::resilience::ResilienceError::RetryBudgetExhausted)
+    /// with `fallback` set.
     ///
     /// # Errors
     /// As [`new`](Self::new), an unparsable URL, and a zero call timeout or sync
