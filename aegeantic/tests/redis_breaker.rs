@@ -6,6 +6,9 @@
 
 // Shared by the Redis test binaries, each using a part.
 #[allow(dead_code)]
+#[path = "common/redis_cluster.rs"]
+mod redis_cluster;
+#[allow(dead_code)]
 #[path = "common/redis_fleet.rs"]
 mod redis_fleet;
 #[allow(dead_code)]
@@ -22,6 +25,7 @@ use aegeantic::resilience::{
     retry, CircuitBreaker, CircuitBreakerConfig, CircuitState, Fallback, RedisBreakerOptions,
     ResilienceError, Resilient, RetryConfig,
 };
+use redis_cluster::RedisCluster;
 use redis_fleet::{child_spec, spawn_child, unix_micros, PROCESSES, TASKS};
 use redis_server::RedisServer;
 
@@ -204,28 +208,37 @@ fn a_shared_breaker_probes_a_dead_upstream_as_one_breaker_would() {
     assert!(per_process.1 >= 3 * alone.1, "{per_process:?} vs {alone:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_fleet_changes_state_once_and_probes_as_one_breaker() {
-    let server = RedisServer::start();
-    let url = server.url();
-    let options = RedisBreakerOptions::default;
-    let fleet: Vec<_> = (0..4)
-        .map(|_| CircuitBreaker::redis(&url, "one", config(), options()).unwrap())
-        .collect();
-    assert!(fleet[0].try_call().is_ok() && fleet[0].is_shared());
-    // Ten failures spread over the four open the breaker for all of them.
-    for n in 0..10 {
-        let (call, _) = fleet[n % 4].try_call().unwrap();
+/// Polls `reached` every millisecond for up to a second: how long it took.
+async fn within_a_second(reached: impl Fn() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    while !reached() {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "not within a second"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    start.elapsed()
+}
+
+/// The breakers of one key: one state for them all, heard by those that make no call,
+/// and the fleet's probes capped as one breaker's.
+async fn the_fleet_changes_state_once(on: &str, fleet: Vec<CircuitBreaker>) {
+    for breaker in &fleet {
+        // A permission dropped unreported counts for nothing; it starts the tasks.
+        drop(breaker.try_call().unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(fleet.iter().all(CircuitBreaker::is_shared));
+    // Ten failures through the first open the breaker for all: the others make no call
+    // (`state` asks Redis nothing) and hear the opening as the script publishes it.
+    for _ in 0..10 {
+        let (call, _) = fleet[0].try_call().unwrap();
         assert_eq!(call.failure(), None, "reported with a later permission");
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let heard = within_a_second(|| fleet.iter().all(|b| b.state() == CircuitState::Open)).await;
+    println!("{on}: every breaker heard the opening {heard:?} after the last failure");
     for breaker in &fleet {
-        // A call learns of the change; the next sees the open state.
-        let _ = breaker.try_call();
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    for breaker in &fleet {
-        assert_eq!(breaker.state(), CircuitState::Open);
         let open = breaker.try_call().unwrap_err();
         assert!(open.retry_in > Duration::from_secs(1), "{open:?}");
     }
@@ -245,14 +258,33 @@ async fn the_fleet_changes_state_once_and_probes_as_one_breaker() {
     for call in probes {
         let _ = call.success();
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    for breaker in &fleet {
-        let _ = breaker.try_call();
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    for breaker in &fleet {
-        assert_eq!(breaker.state(), CircuitState::Closed, "closed for everyone");
-    }
+    within_a_second(|| fleet.iter().all(|b| b.state() == CircuitState::Closed)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_changes_state_once_and_probes_as_one_breaker() {
+    let server = RedisServer::start();
+    let options = RedisBreakerOptions::default;
+    let fleet = (0..4)
+        .map(|_| CircuitBreaker::redis(&server.url(), "one", config(), options()).unwrap())
+        .collect();
+    the_fleet_changes_state_once("one node", fleet).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_too() {
+    let cluster = RedisCluster::start(0);
+    let urls = cluster.urls();
+    let options = RedisBreakerOptions::default;
+    // Each breaker knows another node first: its subscription is there.
+    let fleet = (0..4)
+        .map(|n| {
+            let mut nodes = urls.clone();
+            nodes.rotate_left(n % urls.len());
+            CircuitBreaker::redis_cluster(&nodes, "one", config(), options()).unwrap()
+        })
+        .collect();
+    the_fleet_changes_state_once("cluster", fleet).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

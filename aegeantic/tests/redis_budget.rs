@@ -5,6 +5,9 @@
 
 // Shared by the Redis test binaries, each using a part.
 #[allow(dead_code)]
+#[path = "common/redis_cluster.rs"]
+mod redis_cluster;
+#[allow(dead_code)]
 #[path = "common/redis_fleet.rs"]
 mod redis_fleet;
 #[allow(dead_code)]
@@ -21,6 +24,7 @@ use aegeantic::resilience::{
     retry, FailurePolicy, Fallback, RedisBudgetOptions, ResilienceError, Resilient, RetryBudget,
     RetryConfig,
 };
+use redis_cluster::RedisCluster;
 use redis_fleet::{child_spec, spawn_child, PROCESSES, TASKS};
 use redis_server::RedisServer;
 use tokio::time::Instant;
@@ -269,4 +273,37 @@ async fn the_retry_events_and_errors_show_the_fallback() {
         (ResilienceError::RetryBudgetExhausted { fallback, .. }, _) => assert_eq!(fallback, None),
         other => panic!("retried or refused by the shared budget: {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_is_shared_on_a_cluster_too() {
+    let cluster = RedisCluster::start(0);
+    let urls = cluster.urls();
+    let options = RedisBudgetOptions::default;
+    let budget = |nodes: &[String]| {
+        RetryBudget::redis_cluster(nodes, "cluster", 1.0, options())
+            .unwrap()
+            .min_retries_per_second(0.0)
+            .unwrap()
+    };
+    let mut others = urls.clone();
+    others.rotate_left(1);
+    let (earning, spending) = (budget(&urls), budget(&others));
+    // What one process's requests earn, another's retries may spend: 3 retries in all.
+    for _ in 0..3 {
+        earning.deposit();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(earning.is_shared());
+    // Each process holds some fetched ahead; together they take the 3, no more.
+    let start = Instant::now();
+    let mut taken = [0, 0];
+    while start.elapsed() < Duration::from_millis(500) {
+        taken[0] += usize::from(spending.try_withdraw());
+        taken[1] += usize::from(earning.try_withdraw());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(spending.is_shared());
+    assert!(taken[0] >= 1, "retries earned elsewhere: {taken:?}");
+    assert_eq!(taken[0] + taken[1], 3, "{taken:?}");
 }

@@ -23,6 +23,9 @@ use super::{ConfigError, Fallback};
 #[cfg(feature = "redis")]
 pub use redis::RedisBreakerOptions;
 
+#[cfg(feature = "redis")]
+use super::limiter::redis::connection::Target;
+
 /// Where a breaker stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -284,7 +287,31 @@ impl CircuitBreaker {
         options: RedisBreakerOptions,
     ) -> Result<Self, ConfigError> {
         let mut breaker = Self::new(config.clone())?;
-        breaker.fleet = Some(redis::FleetBreaker::new(url, key, config, options)?);
+        let target = Target::Node(url);
+        breaker.fleet = Some(redis::FleetBreaker::new(target, key, config, options)?);
+        Ok(breaker)
+    }
+
+    /// [`CircuitBreaker::redis`] on a Redis Cluster: `nodes` are the URLs of some of its
+    /// nodes (one that answers is enough; the client learns the rest and follows the
+    /// cluster as slots move and replicas are promoted). The breaker's keys share one hash
+    /// tag, so each call of its script runs on the master of that slot; its subscription
+    /// is to any node that answers, since a cluster forwards what is published to every
+    /// node.
+    ///
+    /// # Errors
+    /// As [`redis`](Self::redis), and [`ConfigError::NoClusterNodes`] for an empty list.
+    #[cfg(feature = "redis")]
+    pub fn redis_cluster<S: AsRef<str>>(
+        nodes: &[S],
+        key: &str,
+        config: CircuitBreakerConfig,
+        options: RedisBreakerOptions,
+    ) -> Result<Self, ConfigError> {
+        let mut breaker = Self::new(config.clone())?;
+        let nodes: Vec<&str> = nodes.iter().map(AsRef::as_ref).collect();
+        let target = Target::Cluster(&nodes);
+        breaker.fleet = Some(redis::FleetBreaker::new(target, key, config, options)?);
         Ok(breaker)
     }
 

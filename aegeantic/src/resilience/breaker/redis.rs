@@ -86,8 +86,9 @@ impl RedisBreakerOptions {
 /// The shared part of a Redis-backed [`CircuitBreaker`](super::CircuitBreaker).
 pub(crate) struct FleetBreaker {
     connection: Connection,
-    /// For the subscription to the transitions, which takes a connection of its own.
-    client: redis::Client,
+    /// For the subscription to the transitions, which takes a connection of its own: the
+    /// node, or the cluster's nodes to try in turn.
+    clients: Vec<redis::Client>,
     channel: String,
     /// The task that hears transitions; it waits on the subscription, so it is stopped
     /// when the breaker goes.
@@ -168,7 +169,7 @@ pub(crate) struct Permission {
 
 impl FleetBreaker {
     pub(crate) fn new(
-        url: &str,
+        target: Target<'_>,
         key: &str,
         config: CircuitBreakerConfig,
         options: RedisBreakerOptions,
@@ -186,16 +187,25 @@ impl FleetBreaker {
             }
         }
         let connection = Connection::new(
-            Target::Node(url),
+            target,
             format!("aegeantic:breaker:{{{key}}}"),
             options.call_timeout,
             1,
         )?;
-        // The URL parsed for the connection above.
-        let client = redis::Client::open(url).map_err(|_| ConfigError::InvalidRedisUrl)?;
+        // A cluster forwards what is published on any node to every node: a subscription
+        // to one that answers is enough.
+        let urls = match target {
+            Target::Node(url) => vec![url],
+            Target::Cluster(urls) => urls.to_vec(),
+        };
+        let clients = urls
+            .into_iter()
+            .map(redis::Client::open)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| ConfigError::InvalidRedisUrl)?;
         Ok(Arc::new(FleetBreaker {
             connection,
-            client,
+            clients,
             channel: format!("aegeantic:breaker:{{{key}}}:transitions"),
             listener: Mutex::new(None),
             config,
@@ -409,7 +419,7 @@ impl FleetBreaker {
                 let wakes = (Arc::clone(&self.wake), Arc::clone(&self.urgent));
                 runtime.spawn(sync(Arc::downgrade(self), wakes));
                 let pauses = (self.options.call_timeout, self.options.probe_interval);
-                let subscription = (self.client.clone(), self.channel.clone());
+                let subscription = (self.clients.clone(), self.channel.clone());
                 let listener =
                     runtime.spawn(listen::listen(Arc::downgrade(self), subscription, pauses));
                 *self.listener.lock().unwrap_or_else(PoisonError::into_inner) =

@@ -19,6 +19,9 @@ use super::{ConfigError, Fallback};
 #[cfg(feature = "redis")]
 pub use redis::RedisBudgetOptions;
 
+#[cfg(feature = "redis")]
+use super::limiter::redis::connection::Target;
+
 /// A retry budget shared by cloning.
 ///
 /// ```
@@ -116,7 +119,29 @@ impl RetryBudget {
         options: RedisBudgetOptions,
     ) -> Result<Self, ConfigError> {
         let mut budget = Self::new(ratio)?;
-        budget.shared = Some(redis::SharedBudget::new(url, key, options)?);
+        let target = Target::Node(url);
+        budget.shared = Some(redis::SharedBudget::new(target, key, options)?);
+        Ok(budget)
+    }
+
+    /// [`RetryBudget::redis`] on a Redis Cluster: `nodes` are the URLs of some of its
+    /// nodes (one that answers is enough; the client learns the rest and follows the
+    /// cluster as slots move and replicas are promoted). The budget is one key, so each
+    /// call of its script runs on the master of its slot.
+    ///
+    /// # Errors
+    /// As [`redis`](Self::redis), and [`ConfigError::NoClusterNodes`] for an empty list.
+    #[cfg(feature = "redis")]
+    pub fn redis_cluster<S: AsRef<str>>(
+        nodes: &[S],
+        key: &str,
+        ratio: f64,
+        options: RedisBudgetOptions,
+    ) -> Result<Self, ConfigError> {
+        let mut budget = Self::new(ratio)?;
+        let nodes: Vec<&str> = nodes.iter().map(AsRef::as_ref).collect();
+        let target = Target::Cluster(&nodes);
+        budget.shared = Some(redis::SharedBudget::new(target, key, options)?);
         Ok(budget)
     }
 

@@ -101,7 +101,7 @@ pub(crate) struct SharedBudget {
 
 impl SharedBudget {
     pub(crate) fn new(
-        url: &str,
+        target: Target<'_>,
         key: &str,
         options: RedisBudgetOptions,
     ) -> Result<Arc<Self>, ConfigError> {
@@ -114,7 +114,7 @@ impl SharedBudget {
             });
         }
         let connection = Connection::new(
-            Target::Node(url),
+            target,
             format!("aegeantic:budget:{{{key}}}"),
             options.call_timeout,
             1,

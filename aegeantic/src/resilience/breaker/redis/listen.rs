@@ -12,15 +12,16 @@ use redis::{Client, RedisError};
 
 use super::FleetBreaker;
 
-/// Subscribes to `channel` and hands each message to the breaker; subscribes again,
-/// `retry` after a failure, when the connection is lost. A subscription takes at most
-/// `timeout` to set up. Aborted when the breaker goes.
+/// Subscribes to `channel` on one of `clients` and hands each message to the breaker;
+/// subscribes again, on the next client and `retry` after a failure, when the connection
+/// is lost. A subscription takes at most `timeout` to set up. Aborted when the breaker
+/// goes.
 pub(super) async fn listen(
     breaker: Weak<FleetBreaker>,
-    (client, channel): (Client, String),
+    (clients, channel): (Vec<Client>, String),
     (timeout, retry): (Duration, Duration),
 ) {
-    loop {
+    for client in clients.iter().cycle() {
         let subscribe = async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
