@@ -385,15 +385,16 @@ impl CircuitBreaker {
             match fleet.try_call() {
                 redis::Decision::Shared(decided) => {
                     let grant = decided?;
-                    let transition = match grant.returned {
+                    let transition = if grant.returned {
                         // The fleet's state takes over from the in-process breaker's.
-                        true => Some(Transition {
+                        Some(Transition {
                             from: self.lock().state,
                             to: grant.state,
                             failure_ratio: grant.transition.and_then(|t| t.failure_ratio),
                             fallback: None,
-                        }),
-                        false => grant.transition,
+                        })
+                    } else {
+                        grant.transition
                     };
                     let call = Call {
                         breaker: self.clone(),
@@ -502,6 +503,12 @@ impl CircuitBreaker {
             }
             CircuitState::Open => None,
         };
+        drop(breaker);
+        // A call the in-process breaker allowed may end after the fleet's state decides
+        // again: the in-process breaker's changes are then no one's concern.
+        if fallback.is_some() && self.is_shared() {
+            return None;
+        }
         transition.map(|transition| Transition {
             fallback,
             ..transition
