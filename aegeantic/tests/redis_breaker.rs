@@ -1,7 +1,9 @@
-//! `CircuitBreaker::redis` against a real redis-server on loopback (real time): one state
-//! for every breaker on the key, the fleet's probes capped as one breaker's, the fallback
-//! while Redis is down, and the requests a fleet of processes sends to an upstream that is
-//! down for 10 s, with a breaker per process, one shared breaker, and one process alone.
+//! `CircuitBreaker::redis` against a real redis-server on loopback, and
+//! `CircuitBreaker::redis_cluster` against a real three-master cluster (real time): one
+//! state for every breaker on the key, heard by breakers that make no call, the fleet's
+//! probes capped as one breaker's, the fallback while Redis is down and the events that
+//! show it, and the requests a fleet of processes sends to an upstream that is down for
+//! 10 s, with a breaker per process, one shared breaker, and one process alone.
 #![cfg(feature = "redis")]
 
 // Shared by the Redis test binaries, each using a part.

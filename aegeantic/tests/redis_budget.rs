@@ -1,6 +1,8 @@
 //! `RetryBudget::redis` against a real redis-server on loopback (real time): the retry
 //! amplification of a fleet of processes at 100 % failure, with no budget, with a budget
-//! per process and with one shared budget; and the failure policy when Redis is killed.
+//! per process and with one shared budget; the failure policy when Redis is killed, and
+//! the events and errors that show it; and `RetryBudget::redis_cluster` on a real
+//! three-master cluster.
 #![cfg(feature = "redis")]
 
 // Shared by the Redis test binaries, each using a part.
