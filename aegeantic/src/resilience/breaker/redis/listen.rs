@@ -1,6 +1,6 @@
-//! Hears the transitions of the fleet's breaker as the script publishes them, so that an
-//! opening reaches every process within a hop rather than with its next call of the
-//! script.
+//! Hears the transitions of the fleet's breaker, and the failures added to its window, as
+//! the script publishes them, so that an opening reaches every process within a hop
+//! rather than with its next call of the script.
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -13,9 +13,8 @@ use redis::{Client, RedisError};
 use super::FleetBreaker;
 
 /// Subscribes to `channel` on one of `clients` and hands each message to the breaker;
-/// subscribes again, on the next client and `retry` after a failure, when the connection
-/// is lost. A subscription takes at most `timeout` to set up. Aborted when the breaker
-/// goes.
+/// `retry` after the connection is lost, or a subscription fails or takes longer than
+/// `timeout`, subscribes again on the next client. Aborted when the breaker goes.
 pub(super) async fn listen(
     breaker: Weak<FleetBreaker>,
     (clients, channel): (Vec<Client>, String),
