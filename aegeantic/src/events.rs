@@ -120,6 +120,12 @@ pub struct RetryEvent {
     pub timeout: Option<TimeoutKind>,
     /// Whether the server set the delay (`Retry-After` or similar) rather than back-off.
     pub server_directed: bool,
+    /// Set when a shared (Redis) retry budget could not reach Redis and its failure
+    /// policy allowed the retry: [`Fallback::Local`] by its in-process budget,
+    /// [`Fallback::FailOpen`] unchecked. Back to `None` once the shared budget decides
+    /// again.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub budget_fallback: Option<Fallback>,
     /// Correlation id set with `with_step_id`.
     pub step_id: Option<Arc<str>>,
     /// When the event was made, in Unix seconds.
@@ -215,7 +221,7 @@ pub struct RateLimitEvent {
     pub timestamp: f64,
 }
 
-/// A circuit breaker changed state.
+/// A circuit breaker changed state, or a shared one changed the breaker that decides.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
@@ -228,6 +234,12 @@ pub struct CircuitEvent {
     pub to: CircuitState,
     /// The failure ratio that opened the breaker, when a window did.
     pub failure_ratio: Option<f64>,
+    /// [`Fallback::Local`] when the state after is that of the in-process breaker standing
+    /// in for a shared (Redis) one that cannot reach Redis. A shared breaker also emits an
+    /// event when it switches to that breaker and when the fleet's state decides again
+    /// (`fallback` back to `None`); `from` and `to` may then be the same.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub fallback: Option<Fallback>,
     /// Correlation id set with `with_step_id`.
     pub step_id: Option<Arc<str>>,
     /// When the event was made, in Unix seconds.
@@ -299,6 +311,7 @@ mod tests {
             items_delivered: 0,
             timeout: None,
             server_directed: false,
+            budget_fallback: None,
             step_id: None,
             timestamp: 0.0,
         };

@@ -1,9 +1,14 @@
 //! `RetryBudget::redis` against a real redis-server on loopback (real time): the retry
 //! amplification of a fleet of processes at 100 % failure, with no budget, with a budget
-//! per process and with one shared budget; and the failure policy when Redis is killed.
+//! per process and with one shared budget; the failure policy when Redis is killed, and
+//! the events and errors that show it; and `RetryBudget::redis_cluster` on a real
+//! three-master cluster.
 #![cfg(feature = "redis")]
 
 // Shared by the Redis test binaries, each using a part.
+#[allow(dead_code)]
+#[path = "common/redis_cluster.rs"]
+mod redis_cluster;
 #[allow(dead_code)]
 #[path = "common/redis_fleet.rs"]
 mod redis_fleet;
@@ -16,7 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aegeantic::resilience::{retry, FailurePolicy, RedisBudgetOptions, RetryBudget, RetryConfig};
+use aegeantic::events::RetryEvent;
+use aegeantic::resilience::{
+    retry, FailurePolicy, Fallback, RedisBudgetOptions, ResilienceError, Resilient, RetryBudget,
+    RetryConfig,
+};
+use redis_cluster::RedisCluster;
 use redis_fleet::{child_spec, spawn_child, PROCESSES, TASKS};
 use redis_server::RedisServer;
 use tokio::time::Instant;
@@ -180,4 +190,133 @@ async fn with_redis_down_the_failure_policy_decides() {
         assert!(back.elapsed() < Duration::from_secs(2), "Redis is back");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// One request through `config` against an upstream that always fails, with 2 attempts
+/// at most: how it ended and the retry events it emitted.
+async fn fail_through(config: &RetryConfig) -> (ResilienceError<io::Error>, Vec<RetryEvent>) {
+    let mut events = Vec::new();
+    let upstream = || async { Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionReset)) };
+    let ended = retry(upstream, config.clone())
+        .on_event(|event| {
+            if let Resilient::Retry(event) = event {
+                events.push(event.clone());
+            }
+        })
+        .await;
+    (ended.unwrap_err(), events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_events_and_errors_show_the_fallback() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let options = || RedisBudgetOptions::default().failure_policy(FailurePolicy::Local);
+    let config = |budget: &RetryBudget| {
+        RetryConfig::builder()
+            .max_attempts(2)
+            .base_delay(Duration::from_millis(1))
+            .jitter(false)
+            .budget(budget.clone())
+            .build()
+            .unwrap()
+    };
+    // Earns a retry per request; one that earns none, to be refused.
+    let earning = RetryBudget::redis(&url, "events", 1.0, options()).unwrap();
+    let spent = RetryBudget::redis(&url, "events-spent", 0.0, options())
+        .unwrap()
+        .min_retries_per_second(0.0)
+        .unwrap();
+    let (earning_config, spent_config) = (config(&earning), config(&spent));
+    // Retries earned in Redis, and fetched ahead.
+    for _ in 0..3 {
+        earning.deposit();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (_, events) = fail_through(&earning_config).await;
+    assert!(earning.is_shared());
+    assert_eq!(
+        events.iter().map(|e| e.budget_fallback).collect::<Vec<_>>(),
+        [None],
+        "the shared budget decides"
+    );
+
+    server.kill();
+    // Each budget learns of the outage from its next call, which a deposit starts.
+    for budget in [&earning, &spent] {
+        budget.deposit();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!earning.is_shared() && !spent.is_shared());
+    let (_, events) = fail_through(&earning_config).await;
+    assert_eq!(
+        events.iter().map(|e| e.budget_fallback).collect::<Vec<_>>(),
+        [Some(Fallback::Local)],
+        "the in-process budget allowed the retry"
+    );
+    match fail_through(&spent_config).await {
+        (ResilienceError::RetryBudgetExhausted { fallback, .. }, events) => {
+            assert_eq!(fallback, Some(Fallback::Local), "refused in-process");
+            assert!(events.is_empty(), "{events:?}");
+        }
+        other => panic!("refused by the in-process budget: {other:?}"),
+    }
+
+    server.restart();
+    earning.deposit();
+    let back = Instant::now();
+    while !earning.is_shared() {
+        assert!(back.elapsed() < Duration::from_secs(2), "Redis is back");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The shared budget decides again: a retry it allows says so, as does a refusal.
+    match fail_through(&earning_config).await {
+        (_, events) if !events.is_empty() => assert_eq!(events[0].budget_fallback, None),
+        (ResilienceError::RetryBudgetExhausted { fallback, .. }, _) => assert_eq!(fallback, None),
+        other => panic!("retried or refused by the shared budget: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_is_shared_on_a_cluster_too() {
+    let cluster = RedisCluster::start(0);
+    let urls = cluster.urls();
+    // A process holds at most 2 retries fetched ahead.
+    let options = || RedisBudgetOptions::default().prefetch(2);
+    let budget = |nodes: &[String]| {
+        RetryBudget::redis_cluster(nodes, "cluster", 1.0, options())
+            .unwrap()
+            .min_retries_per_second(0.0)
+            .unwrap()
+    };
+    let mut others = urls.clone();
+    others.rotate_left(1);
+    let (earning, spending) = (budget(&urls), budget(&others));
+    // What one process's requests earn, another's retries may spend: 3 retries in all.
+    for _ in 0..3 {
+        earning.deposit();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(earning.is_shared());
+    // The earning process holds at most 2: the other gets the rest.
+    let spent_elsewhere = take_for(&[&spending], Duration::from_millis(300)).await;
+    assert!(spent_elsewhere >= 1, "retries earned elsewhere");
+    // Together they take the 3, no more.
+    let rest = take_for(&[&spending, &earning], Duration::from_millis(300)).await;
+    assert!(spending.is_shared());
+    assert_eq!(spent_elsewhere + rest, 3);
+}
+
+/// The retries `budgets` take, each trying every 10 ms, for `span`.
+async fn take_for(budgets: &[&RetryBudget], span: Duration) -> usize {
+    let start = Instant::now();
+    let mut taken = 0;
+    while start.elapsed() < span {
+        taken += budgets
+            .iter()
+            .filter(|budget| budget.try_withdraw())
+            .count();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    taken
 }

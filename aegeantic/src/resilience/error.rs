@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{AttemptError, CircuitOpen, StreamTimeout};
+use super::{AttemptError, CircuitOpen, Fallback, StreamTimeout};
 
 /// A configuration value that cannot work. Each variant names the field at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -192,6 +192,10 @@ where
         source: AttemptError<E>,
         /// How many attempts ran.
         attempts: u32,
+        /// [`Fallback::Local`] when the in-process budget standing in for a shared one
+        /// (its Redis does not answer) refused; `None` when the shared budget did, or a
+        /// budget that is in-process only.
+        fallback: Option<Fallback>,
     },
     /// The operation reached `max_elapsed`, or the next retry would have started past it.
     #[error("deadline exceeded after {} in {elapsed:?}", Attempts(*attempts))]

@@ -14,7 +14,7 @@ use tower::retry::Policy;
 
 use crate::events::{unix_now, OperationType, RetryEvent};
 use crate::report::DisplayChain;
-use crate::resilience::{classify_http, Event, Observer, RetryConfig, RetryDecision};
+use crate::resilience::{classify_http, Event, Fallback, Observer, RetryConfig, RetryDecision};
 
 /// A request body that can be sent again: `Some(copy)` when it can, `None` when it cannot
 /// (a stream already consumed, say), in which case the request is not retried.
@@ -207,9 +207,10 @@ impl<R> RetryPolicy<R> {
         self
     }
 
-    /// The wait before the next attempt and whether the server chose it, or, when the
-    /// failure ends the retries, the attempt's outcome as its metrics label says it.
-    fn next_wait(&mut self, decision: RetryDecision) -> Result<(Duration, bool), &'static str> {
+    /// The wait before the next attempt, whether the server chose it and how a shared
+    /// budget's failure policy allowed it, or, when the failure ends the retries, the
+    /// attempt's outcome as its metrics label says it.
+    fn next_wait(&mut self, decision: RetryDecision) -> Result<Wait, &'static str> {
         let config = &self.config;
         self.run.attempts = self.run.attempts.saturating_add(1);
         let attempt = self.run.attempts;
@@ -238,8 +239,11 @@ impl<R> RetryPolicy<R> {
                 return Err("deadline_exceeded");
             }
         }
+        let mut budget_fallback = None;
         if let Some(budget) = config.budget() {
-            if !budget.try_withdraw() {
+            let (taken, fallback) = budget.withdraw();
+            budget_fallback = fallback;
+            if !taken {
                 #[cfg(feature = "tracing")]
                 tracing::warn!(
                     operation_name = &*self.name,
@@ -249,7 +253,11 @@ impl<R> RetryPolicy<R> {
             }
         }
         self.run.previous_delay = Some(delay);
-        Ok((delay, server_directed))
+        Ok(Wait {
+            delay,
+            server_directed,
+            budget_fallback,
+        })
     }
 
     /// Counts an attempt by how it ended.
@@ -266,7 +274,12 @@ impl<R> RetryPolicy<R> {
         );
     }
 
-    fn report(&self, error: String, delay: Duration, server_directed: bool) {
+    fn report(&self, error: String, wait: &Wait) {
+        let Wait {
+            delay,
+            server_directed,
+            budget_fallback,
+        } = *wait;
         let event = RetryEvent {
             operation_type: OperationType::Custom,
             operation_name: self.name.clone(),
@@ -277,6 +290,7 @@ impl<R> RetryPolicy<R> {
             items_delivered: 0,
             timeout: None,
             server_directed,
+            budget_fallback,
             step_id: None,
             timestamp: unix_now(),
         };
@@ -285,6 +299,14 @@ impl<R> RetryPolicy<R> {
             observer(&Event::Retry(event));
         }
     }
+}
+
+/// What the next retry waits for, as the policy decided it.
+#[derive(Clone, Copy)]
+struct Wait {
+    delay: Duration,
+    server_directed: bool,
+    budget_fallback: Option<Fallback>,
 }
 
 impl<R> fmt::Debug for RetryPolicy<R> {
@@ -323,7 +345,7 @@ where
                 DisplayChain(&*error).to_string(),
             ),
         };
-        let (delay, server_directed) = match self.next_wait(decision) {
+        let wait = match self.next_wait(decision) {
             Ok(wait) => wait,
             Err(outcome) => {
                 self.record_attempt(outcome);
@@ -331,8 +353,8 @@ where
             }
         };
         self.record_attempt("retried");
-        self.report(error, delay, server_directed);
-        Some(tokio::time::sleep(delay))
+        self.report(error, &wait);
+        Some(tokio::time::sleep(wait.delay))
     }
 
     fn clone_request(&mut self, request: &Req) -> Option<Req> {

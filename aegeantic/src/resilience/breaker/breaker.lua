@@ -7,9 +7,12 @@
 -- KEYS[3] probes: sorted set of probes out in the half-open state -> lease end (us)
 --
 -- ARGV: now (-1: the server's clock), window, minimum_calls, failure_ratio (millionths),
--- open_duration (us), half_open_probes, probe_lease (us), want_probe (0|1), probe id,
--- then reports: "c:<gen>:<0|1>" a closed call's outcome, "p:<gen>:<id>:<0|1>" a probe's,
--- "x:<gen>:<id>" a probe dropped unreported. A report of another generation is ignored.
+-- open_duration (us), half_open_probes, probe_lease (us), want_probe (0|1), probe id
+-- ("<caller>:<n>"), the channel on which a change of state, and a failure added to the
+-- window, is published ("gen:state:us until a probe:ratio:calls:failures:caller", as in
+-- the reply), then reports: "c:<gen>:<0|1>" a closed call's outcome, "p:<gen>:<id>:<0|1>"
+-- a probe's, "x:<gen>:<id>" a probe dropped unreported. A report of another generation is
+-- ignored.
 -- Reply: { state, gen, us until an open breaker lets a probe through (-1: not open),
 -- granted probe (0|1), ratio of the last opening (millionths, -1: none), calls and
 -- failures in the window }.
@@ -23,11 +26,13 @@ end
 local window, minimum = tonumber(ARGV[2]), tonumber(ARGV[3])
 local threshold, open_duration = tonumber(ARGV[4]), tonumber(ARGV[5])
 local probes, lease = tonumber(ARGV[6]), tonumber(ARGV[7])
-local want_probe, probe_id = ARGV[8] == '1', ARGV[9]
+local want_probe, probe_id, channel = ARGV[8] == '1', ARGV[9], ARGV[10]
 
 local s = redis.call('HMGET', state_key, 'state', 'gen', 'open_until', 'failures', 'probes_ok', 'ratio')
 local state = tonumber(s[1]) or 0
 local gen = tonumber(s[2]) or 0
+local gen_before = gen
+local failed = false
 local open_until = tonumber(s[3]) or 0
 local failures = tonumber(s[4]) or 0
 local probes_ok = tonumber(s[5]) or 0
@@ -47,13 +52,16 @@ local function open(with_ratio)
   enter(1)
 end
 
-for i = 10, #ARGV do
+for i = 11, #ARGV do
   local report = ARGV[i]
   local kind, at, rest = string.match(report, '^(%a):(%d+):(.*)$')
   if tonumber(at) == gen then
     if kind == 'c' and state == 0 then
       redis.call('RPUSH', window_key, rest)
-      if rest == '1' then failures = failures + 1 end
+      if rest == '1' then
+        failures = failures + 1
+        failed = true
+      end
       if redis.call('LLEN', window_key) > window then
         if redis.call('LPOP', window_key) == '1' then failures = failures - 1 end
       end
@@ -98,4 +106,11 @@ for _, key in ipairs({ state_key, window_key, probes_key }) do
 end
 local remaining = -1
 if state == 1 then remaining = math.max(0, open_until - now) end
-return { state, gen, remaining, granted, ratio, redis.call('LLEN', window_key), failures }
+local calls = redis.call('LLEN', window_key)
+if gen ~= gen_before or (failed and state == 0) then
+  -- The caller's probe ids start with its name: it takes the window from the reply.
+  local caller = string.match(probe_id, '^[^:]*')
+  redis.call('PUBLISH', channel,
+    table.concat({ gen, state, remaining, ratio, calls, failures, caller }, ':'))
+end
+return { state, gen, remaining, granted, ratio, calls, failures }

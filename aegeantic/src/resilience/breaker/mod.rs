@@ -19,9 +19,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::ConfigError;
+use super::{ConfigError, Fallback};
 #[cfg(feature = "redis")]
 pub use redis::RedisBreakerOptions;
+
+#[cfg(feature = "redis")]
+use super::limiter::redis::connection::Target;
 
 /// Where a breaker stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +62,12 @@ impl CircuitState {
 }
 
 /// A change of a breaker's state.
+///
+/// A shared breaker ([`CircuitBreaker::redis`]) also reports a change of the breaker that
+/// decides: when Redis stops answering and its in-process breaker takes over, and when
+/// the fleet's state decides again (`from` and `to` may then be the same state).
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Transition {
     /// The state before.
     pub from: CircuitState,
@@ -67,6 +75,10 @@ pub struct Transition {
     pub to: CircuitState,
     /// The failure ratio of the window that caused it, when a window did.
     pub failure_ratio: Option<f64>,
+    /// [`Fallback::Local`] when the state after is that of the in-process breaker standing
+    /// in for a shared one whose Redis does not answer; `None` for the fleet's state, and
+    /// for a breaker that is in-process only.
+    pub fallback: Option<Fallback>,
 }
 
 /// The settings of a [`CircuitBreaker`].
@@ -128,9 +140,14 @@ impl CircuitBreakerConfig {
 /// The breaker refused a call: it is open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("circuit open: upstream failing; next probe in {retry_in:?}")]
+#[non_exhaustive]
 pub struct CircuitOpen {
     /// How long until the breaker lets a probe through.
     pub retry_in: Duration,
+    /// [`Fallback::Local`] when the in-process breaker standing in for a shared one (its
+    /// Redis does not answer) refused; `None` when the fleet's state did, or a breaker
+    /// that is in-process only.
+    pub fallback: Option<Fallback>,
 }
 
 /// A circuit breaker shared by cloning: every stream holding a clone feeds and obeys the
@@ -237,17 +254,27 @@ impl CircuitBreaker {
     /// at most `half_open_probes` probes.
     ///
     /// Permissions stay synchronous and take no Redis round trip: each process decides
-    /// from its copy of the fleet's state, and a task of its own reports the outcomes and
-    /// brings the state back at most every
-    /// [`sync_interval`](RedisBreakerOptions::sync_interval) (10 ms by default), so a
-    /// process may make calls for up to that long (plus a round trip) after the fleet's
-    /// breaker opened. Transitions are returned with the next permission each process gets
-    /// ([`try_call`](Self::try_call)), not by [`Call::success`] or [`Call::failure`]. A
-    /// process that wants a half-open probe is refused (with a `retry_in` of zero) until
-    /// the fleet has granted it one. While Redis does not answer, an in-process breaker of
-    /// the same config decides, starting closed ([`is_shared`](Self::is_shared) says
-    /// which), and the task asks Redis again every
-    /// [`probe_interval`](RedisBreakerOptions::probe_interval).
+    /// from its copy of the fleet's state. A task of its own reports each failure as soon
+    /// as its previous call of the script has returned (successes at most every
+    /// [`sync_interval`](RedisBreakerOptions::sync_interval), 10 ms by default), and every
+    /// process hears each change of state, and each failure added to the fleet's window,
+    /// on a channel the script publishes to (`aegeantic:breaker:{key}:transitions`). So
+    /// an opening reaches every process within a hop of Redis, and a process refuses calls
+    /// once the failures it has heard of, with its own not yet reported, reach the ratio.
+    /// Processes whose calls fail within that hop of each other each start calls before
+    /// they hear of the others' failures, as many as an in-process breaker lets through
+    /// before it opens. Transitions are returned with the next permission each process
+    /// gets ([`try_call`](Self::try_call)), not by [`Call::success`] or [`Call::failure`].
+    /// A process that wants a half-open probe is refused (with a `retry_in` of zero) until
+    /// the fleet has granted it one.
+    ///
+    /// While Redis does not answer, an in-process breaker of the same config decides,
+    /// starting closed at each switch ([`is_shared`](Self::is_shared) says which), and the
+    /// task asks Redis again every [`probe_interval`](RedisBreakerOptions::probe_interval).
+    /// The switch is returned as a [`Transition`] with the next permission (from the
+    /// fleet's state as last seen to the in-process breaker's, `fallback` set), and so is
+    /// the return (from the in-process breaker's state to the fleet's, `fallback` `None`);
+    /// the in-process breaker's own transitions and refusals carry `fallback` too.
     ///
     /// # Errors
     /// As [`new`](Self::new), an unparsable URL, and a zero call timeout, sync interval,
@@ -260,7 +287,31 @@ impl CircuitBreaker {
         options: RedisBreakerOptions,
     ) -> Result<Self, ConfigError> {
         let mut breaker = Self::new(config.clone())?;
-        breaker.fleet = Some(redis::FleetBreaker::new(url, key, config, options)?);
+        let target = Target::Node(url);
+        breaker.fleet = Some(redis::FleetBreaker::new(target, key, config, options)?);
+        Ok(breaker)
+    }
+
+    /// [`CircuitBreaker::redis`] on a Redis Cluster: `nodes` are the URLs of some of its
+    /// nodes (one that answers is enough; the client learns the rest and follows the
+    /// cluster as slots move and replicas are promoted). The breaker's keys share one hash
+    /// tag, so each call of its script runs on the master of that slot; its subscription
+    /// is to any node that answers, since a cluster forwards what is published to every
+    /// node.
+    ///
+    /// # Errors
+    /// As [`redis`](Self::redis), and [`ConfigError::NoClusterNodes`] for an empty list.
+    #[cfg(feature = "redis")]
+    pub fn redis_cluster<S: AsRef<str>>(
+        nodes: &[S],
+        key: &str,
+        config: CircuitBreakerConfig,
+        options: RedisBreakerOptions,
+    ) -> Result<Self, ConfigError> {
+        let mut breaker = Self::new(config.clone())?;
+        let nodes: Vec<&str> = nodes.iter().map(AsRef::as_ref).collect();
+        let target = Target::Cluster(&nodes);
+        breaker.fleet = Some(redis::FleetBreaker::new(target, key, config, options)?);
         Ok(breaker)
     }
 
@@ -306,7 +357,18 @@ impl CircuitBreaker {
         let retry_in = breaker.open_until.map_or(Duration::MAX, |until| {
             until.saturating_duration_since(Instant::now())
         });
-        (retry_in > delay).then_some(CircuitOpen { retry_in })
+        let fallback = self.fallback();
+        (retry_in > delay).then_some(CircuitOpen { retry_in, fallback })
+    }
+
+    /// What the in-process breaker stands for when it decides: itself, or the fallback of
+    /// a shared one.
+    fn fallback(&self) -> Option<Fallback> {
+        #[cfg(feature = "redis")]
+        if self.fleet.is_some() {
+            return Some(Fallback::Local);
+        }
+        None
     }
 
     /// Asks to make a call. Returns the permit, and the transition this caused (an open
@@ -317,36 +379,72 @@ impl CircuitBreaker {
     pub fn try_call(&self) -> Result<(Call, Option<Transition>), CircuitOpen> {
         let now = Instant::now();
         #[cfg(feature = "redis")]
-        if let Some(decided) = self.fleet.as_ref().and_then(|fleet| fleet.try_call()) {
-            let (permission, transition) = decided?;
-            let call = Call {
-                breaker: self.clone(),
-                started: now,
-                generation: permission.generation,
-                probe: permission.probe.is_some(),
-                reported: false,
-                fleet: Some(permission),
-            };
-            return Ok((call, transition));
+        let mut switched = None;
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.fleet {
+            match fleet.try_call() {
+                redis::Decision::Shared(decided) => {
+                    let grant = decided?;
+                    let transition = if grant.returned {
+                        // The fleet's state takes over from the in-process breaker's.
+                        Some(Transition {
+                            from: self.lock().state,
+                            to: grant.state,
+                            failure_ratio: grant.transition.and_then(|t| t.failure_ratio),
+                            fallback: None,
+                        })
+                    } else {
+                        grant.transition
+                    };
+                    let call = Call {
+                        breaker: self.clone(),
+                        started: now,
+                        generation: grant.permission.generation,
+                        probe: grant.permission.probe.is_some(),
+                        reported: false,
+                        fleet: Some(grant.permission),
+                    };
+                    return Ok((call, transition));
+                }
+                redis::Decision::Fallback(switch) => switched = switch,
+            }
         }
+        let fallback = self.fallback();
         let mut breaker = self.lock();
         let mut transition = None;
+        #[cfg(feature = "redis")]
+        if let Some(from) = switched {
+            // The in-process breaker takes over, closed: the fleet's state says nothing of
+            // what this process alone will see.
+            breaker.enter(CircuitState::Closed, None);
+            transition = Some(Transition {
+                from,
+                to: CircuitState::Closed,
+                failure_ratio: None,
+                fallback,
+            });
+        }
         if breaker.state == CircuitState::Open {
             match breaker.open_until {
                 Some(until) if now >= until => {}
                 until => {
                     return Err(CircuitOpen {
                         retry_in: until.map_or(Duration::MAX, |until| until - now),
+                        fallback,
                     })
                 }
             }
-            transition = Some(breaker.enter(CircuitState::HalfOpen, None));
+            transition = Some(Transition {
+                fallback,
+                ..breaker.enter(CircuitState::HalfOpen, None)
+            });
         }
         let probe = breaker.state == CircuitState::HalfOpen;
         if probe {
             if breaker.probes_started >= self.shared.config.half_open_probes {
                 return Err(CircuitOpen {
                     retry_in: Duration::ZERO,
+                    fallback,
                 });
             }
             breaker.probes_started += 1;
@@ -379,11 +477,12 @@ impl CircuitBreaker {
             fleet.record(permission, failed);
             return None;
         }
+        let fallback = self.fallback();
         let mut breaker = self.lock();
         if breaker.generation != call.generation {
             return None;
         }
-        match breaker.state {
+        let transition = match breaker.state {
             CircuitState::HalfOpen if failed => Some(breaker.open(config, None)),
             CircuitState::HalfOpen => {
                 breaker.probes_succeeded += 1;
@@ -403,7 +502,17 @@ impl CircuitBreaker {
                     .then(|| breaker.open(config, Some(ratio)))
             }
             CircuitState::Open => None,
+        };
+        drop(breaker);
+        // A call the in-process breaker allowed may end after the fleet's state decides
+        // again: the in-process breaker's changes are then no one's concern.
+        if fallback.is_some() && self.is_shared() {
+            return None;
         }
+        transition.map(|transition| Transition {
+            fallback,
+            ..transition
+        })
     }
 
     /// A probe permit dropped unreported gives its slot back.
@@ -445,6 +554,7 @@ impl Breaker {
             from,
             to,
             failure_ratio,
+            fallback: None,
         }
     }
 }

@@ -15,9 +15,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::time::Instant;
 
-use super::ConfigError;
+use super::{ConfigError, Fallback};
 #[cfg(feature = "redis")]
 pub use redis::RedisBudgetOptions;
+
+#[cfg(feature = "redis")]
+use super::limiter::redis::connection::Target;
 
 /// A retry budget shared by cloning.
 ///
@@ -98,7 +101,12 @@ impl RetryBudget {
     /// upstream failing every call for 2 s, 3 attempts each: 1.100 attempts per request
     /// with a shared 10 % budget, 3.000 with none, about 640 Redis calls in all. While Redis does not answer, the
     /// [`failure_policy`](RedisBudgetOptions::failure_policy) decides (by default the
-    /// in-process budget this one also keeps; [`is_shared`](Self::is_shared) says which).
+    /// in-process budget this one also keeps; [`is_shared`](Self::is_shared) says which),
+    /// and the stream's events and errors say so: a retry it allowed has
+    /// [`RetryEvent::budget_fallback`](crate::events::RetryEvent::budget_fallback) set,
+    /// and the in-process budget's refusal is a
+    /// [`RetryBudgetExhausted`](crate::resilience::ResilienceError::RetryBudgetExhausted)
+    /// with `fallback` set.
     ///
     /// # Errors
     /// As [`new`](Self::new), an unparsable URL, and a zero call timeout or sync
@@ -111,7 +119,29 @@ impl RetryBudget {
         options: RedisBudgetOptions,
     ) -> Result<Self, ConfigError> {
         let mut budget = Self::new(ratio)?;
-        budget.shared = Some(redis::SharedBudget::new(url, key, options)?);
+        let target = Target::Node(url);
+        budget.shared = Some(redis::SharedBudget::new(target, key, options)?);
+        Ok(budget)
+    }
+
+    /// [`RetryBudget::redis`] on a Redis Cluster: `nodes` are the URLs of some of its
+    /// nodes (one that answers is enough; the client learns the rest and follows the
+    /// cluster as slots move and replicas are promoted). The budget is one key, so each
+    /// call of its script runs on the master of its slot.
+    ///
+    /// # Errors
+    /// As [`redis`](Self::redis), and [`ConfigError::NoClusterNodes`] for an empty list.
+    #[cfg(feature = "redis")]
+    pub fn redis_cluster<S: AsRef<str>>(
+        nodes: &[S],
+        key: &str,
+        ratio: f64,
+        options: RedisBudgetOptions,
+    ) -> Result<Self, ConfigError> {
+        let mut budget = Self::new(ratio)?;
+        let nodes: Vec<&str> = nodes.iter().map(AsRef::as_ref).collect();
+        let target = Target::Cluster(&nodes);
+        budget.shared = Some(redis::SharedBudget::new(target, key, options)?);
         Ok(budget)
     }
 
@@ -177,15 +207,26 @@ impl RetryBudget {
     /// Takes one retry from the budget; `false` when it is spent and the retry must not
     /// happen.
     pub fn try_withdraw(&self) -> bool {
+        self.withdraw().0
+    }
+
+    /// [`try_withdraw`](Self::try_withdraw), and, for a shared budget whose Redis does not
+    /// answer, how its failure policy decided: [`Fallback::Local`] by the in-process
+    /// budget, [`Fallback::FailOpen`] unchecked. A fail-closed budget's refusals then
+    /// come with `None`, as the shared budget's do.
+    pub(crate) fn withdraw(&self) -> (bool, Option<Fallback>) {
         #[cfg(feature = "redis")]
-        if let Some(decided) = self
-            .shared
-            .as_ref()
-            .and_then(|shared| shared.try_withdraw(self))
-        {
-            return decided;
+        if let Some(shared) = &self.shared {
+            return match shared.try_withdraw(self) {
+                Ok(taken) => (taken, None),
+                Err(crate::resilience::FailurePolicy::FailClosed) => (false, None),
+                Err(crate::resilience::FailurePolicy::FailOpen) => (true, Some(Fallback::FailOpen)),
+                Err(crate::resilience::FailurePolicy::Local) => {
+                    (self.withdraw_here(), Some(Fallback::Local))
+                }
+            };
         }
-        self.withdraw_here()
+        (self.withdraw_here(), None)
     }
 
     /// [`try_withdraw`](Self::try_withdraw) from the in-process budget.

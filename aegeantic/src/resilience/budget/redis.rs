@@ -101,7 +101,7 @@ pub(crate) struct SharedBudget {
 
 impl SharedBudget {
     pub(crate) fn new(
-        url: &str,
+        target: Target<'_>,
         key: &str,
         options: RedisBudgetOptions,
     ) -> Result<Arc<Self>, ConfigError> {
@@ -114,7 +114,7 @@ impl SharedBudget {
             });
         }
         let connection = Connection::new(
-            Target::Node(url),
+            target,
             format!("aegeantic:budget:{{{key}}}"),
             options.call_timeout,
             1,
@@ -138,15 +138,14 @@ impl SharedBudget {
         self.wake.notify_one();
     }
 
-    /// A retry from the allotment; `None` while Redis is down (the policy decides).
-    pub(crate) fn try_withdraw(self: &Arc<Self>, budget: &RetryBudget) -> Option<bool> {
+    /// A retry from the allotment; while Redis is down, the policy that decides instead.
+    pub(crate) fn try_withdraw(
+        self: &Arc<Self>,
+        budget: &RetryBudget,
+    ) -> Result<bool, FailurePolicy> {
         self.start(budget);
         if self.down.load(Ordering::Relaxed) {
-            return match self.options.failure_policy {
-                FailurePolicy::FailClosed => Some(false),
-                FailurePolicy::FailOpen => Some(true),
-                FailurePolicy::Local => None,
-            };
+            return Err(self.options.failure_policy);
         }
         self.demand.fetch_add(1, Ordering::Relaxed);
         let taken = self
@@ -157,7 +156,7 @@ impl SharedBudget {
             // Top up soon: the next retry may find one.
             self.wake.notify_one();
         }
-        Some(taken)
+        Ok(taken)
     }
 
     /// The allotment plus the fleet's earned balance as last reported.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::events::{unix_now, CircuitEvent, OperationType, RateLimitEvent, RetryEvent};
 use crate::resilience::limiter::Acquired;
-use crate::resilience::{TimeoutKind, Transition};
+use crate::resilience::{Fallback, TimeoutKind, Transition};
 
 /// The name a stream's events give its operation.
 ///
@@ -128,6 +128,7 @@ pub(super) struct Retry {
     pub(super) items_delivered: u64,
     pub(super) timeout: Option<TimeoutKind>,
     pub(super) server_directed: bool,
+    pub(super) budget_fallback: Option<Fallback>,
 }
 
 impl Labels {
@@ -151,6 +152,7 @@ impl Labels {
             items_delivered: retry.items_delivered,
             timeout: retry.timeout,
             server_directed: retry.server_directed,
+            budget_fallback: retry.budget_fallback,
             step_id: self.step_id.clone(),
             timestamp: unix_now(),
         };
@@ -171,6 +173,7 @@ impl Labels {
             from: transition.from,
             to: transition.to,
             failure_ratio: transition.failure_ratio,
+            fallback: transition.fallback,
             step_id: self.step_id.clone(),
             timestamp: unix_now(),
         };
@@ -180,6 +183,7 @@ impl Labels {
             from = ?event.from,
             to = ?event.to,
             failure_ratio = ?event.failure_ratio,
+            fallback = ?event.fallback,
             "circuit breaker changed state"
         );
         #[cfg(feature = "metrics")]

@@ -145,11 +145,17 @@ where
     if let Some(open) = this.run.breaker.as_ref().and_then(|b| b.open_past(delay)) {
         return Some(Err(ResilienceError::CircuitOpen(open)));
     }
-    if config.budget().is_some_and(|budget| !budget.try_withdraw()) {
-        return Some(Err(ResilienceError::RetryBudgetExhausted {
-            source: failure,
-            attempts,
-        }));
+    let mut budget_fallback = None;
+    if let Some(budget) = config.budget() {
+        let (taken, fallback) = budget.withdraw();
+        if !taken {
+            return Some(Err(ResilienceError::RetryBudgetExhausted {
+                source: failure,
+                attempts,
+                fallback,
+            }));
+        }
+        budget_fallback = fallback;
     }
     this.run.previous_delay = Some(delay);
     // The event is shown to people: the whole chain, not just the outer message.
@@ -166,6 +172,7 @@ where
         items_delivered: this.run.delivered,
         timeout,
         server_directed,
+        budget_fallback,
     });
     if delay.is_zero() && drain.is_none() {
         this.state.set(State::Start);
