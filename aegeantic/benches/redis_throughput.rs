@@ -23,6 +23,7 @@ const CONFIG: RateLimitConfig = RateLimitConfig {
     requests_per_minute: Some(6e7),
     requests_per_hour: Some(3.6e9),
     burst_size: 1_000_000,
+    name: None,
 };
 const RUN: Duration = Duration::from_secs(3);
 const SCRIPT: &str = include_str!("../src/resilience/limiter/redis/gcra.lua");
