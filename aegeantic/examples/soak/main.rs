@@ -11,6 +11,9 @@
 
 mod soak;
 
+#[global_allocator]
+static HEAP: soak::Counting = soak::Counting;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -67,6 +70,16 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<soak::Options, String
             "--burst" => options.burst = number(&value)? as u32,
             "--deadline-secs" => options.deadline = seconds(&value)?,
             "--redis-restart-secs" => options.redis_every = seconds(&value)?,
+            "--phases" => {
+                options.backends = value
+                    .split(',')
+                    .map(|phase| match phase {
+                        "in-process" => Ok(soak::Backend::InProcess),
+                        "redis" => Ok(soak::Backend::Redis),
+                        other => Err(format!("--phases: {other:?} is not in-process or redis")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             "--seed" => options.seed = value.parse().map_err(|_| format!("--seed: {value:?}"))?,
             other => return Err(format!("unknown option {other}")),
         }

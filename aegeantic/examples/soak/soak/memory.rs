@@ -32,3 +32,33 @@ pub fn trimmed_rss_bytes() -> u64 {
     }
     rss_bytes()
 }
+
+/// glibc's own account, summed over its arenas (`mallinfo2`): bytes in use by the program
+/// (with the allocator's headers) and bytes free but kept. `None` without glibc.
+pub fn glibc_in_use_and_free() -> Option<(u64, u64)> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        #[repr(C)]
+        struct Mallinfo2 {
+            _arena: usize,
+            _ordblks: usize,
+            _smblks: usize,
+            _hblks: usize,
+            hblkhd: usize,
+            _usmblks: usize,
+            _fsmblks: usize,
+            uordblks: usize,
+            fordblks: usize,
+            _keepcost: usize,
+        }
+        extern "C" {
+            fn mallinfo2() -> Mallinfo2;
+        }
+        // SAFETY: `mallinfo2` has no preconditions; it reads the allocator's statistics.
+        let info = unsafe { mallinfo2() };
+        let bytes = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Some((bytes(info.uordblks + info.hblkhd), bytes(info.fordblks)))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}

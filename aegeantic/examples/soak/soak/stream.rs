@@ -146,16 +146,26 @@ enum End {
 }
 
 /// A stream's error, as a short kind for the summary: the chain's first layer and the
-/// innermost cause's first words.
+/// innermost cause's first words, with every word that holds a number (a count, a
+/// duration) shown as `N`, so that the summary's map has one entry per kind, not per
+/// stream.
 fn error_kind(chain: &str) -> String {
+    let words = |text: &str, take: usize| {
+        text.split_whitespace()
+            .take(take)
+            .map(|word| {
+                if word.bytes().any(|b| b.is_ascii_digit()) {
+                    "N"
+                } else {
+                    word
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let outer = chain.split(':').next().unwrap_or(chain);
     let inner = chain.rsplit(": ").next().unwrap_or(chain);
-    let inner: String = inner
-        .split_whitespace()
-        .take(4)
-        .collect::<Vec<_>>()
-        .join(" ");
-    format!("{outer} / {inner}")
+    format!("{} / {}", words(outer, usize::MAX), words(inner, 4))
 }
 
 /// FNV-1a, 64 bits.
