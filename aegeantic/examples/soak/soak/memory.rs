@@ -16,23 +16,6 @@ pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// Resident bytes after the allocator has handed its free pages back (glibc's
-/// `malloc_trim`): what the program holds, not what the allocator keeps for later. Without
-/// glibc, the plain figure.
-pub fn trimmed_rss_bytes() -> u64 {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: `malloc_trim` has no preconditions; it only returns free memory.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
-    rss_bytes()
-}
-
 /// glibc's own account, summed over its arenas (`mallinfo2`): bytes in use by the program
 /// (with the allocator's headers) and bytes free but kept. `None` without glibc.
 pub fn glibc_in_use_and_free() -> Option<(u64, u64)> {

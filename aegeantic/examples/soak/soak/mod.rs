@@ -182,6 +182,7 @@ async fn phase(
     }
     let metrics = tokio::runtime::Handle::current().metrics();
     let baseline_tasks = metrics.num_alive_tasks();
+    let heap_before = heap::live().0;
 
     let breaker = CircuitBreaker::new(CircuitBreakerConfig {
         failure_ratio: 0.8,
@@ -240,7 +241,6 @@ async fn phase(
     if backend == Backend::Redis {
         warm_up = warm_up.max(options.redis_every + options.redis_outage + Duration::from_secs(2));
     }
-    let warm_until = start + warm_up.min(length);
     let mut slots = JoinSet::new();
     for slot in 0..options.streams {
         let shared = Arc::clone(&shared);
@@ -256,9 +256,13 @@ async fn phase(
     }
     drop(shared);
 
-    let mut timeline = Timeline::new(length.as_secs() as usize + 200);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Memory ten times a second, so that the leak check's means smooth over the streams'
+    // churn even in a short run; the status line once a second.
+    let per_second = 10;
+    let mut timeline = Timeline::new((length.as_secs() as usize + 200) * per_second);
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second as u32);
     tick.tick().await;
+    let (mut ticks, mut second_peak) = (0, 0);
     loop {
         tokio::select! {
             joined = slots.join_next() => match joined {
@@ -266,19 +270,24 @@ async fn phase(
                 None => break,
             },
             _ = tick.tick() => {
-                admissions.settle(false);
                 let sample = Sample::now(start.elapsed().as_secs_f64());
                 timeline.push(sample);
-                println!("{}", status(name, &sample, &tally, metrics.num_alive_tasks(), redis.as_deref()));
+                second_peak = second_peak.max(sample.heap_peak);
+                ticks += 1;
+                if ticks % per_second == 0 {
+                    admissions.settle(false);
+                    let second = Sample { heap_peak: second_peak, ..sample };
+                    second_peak = 0;
+                    println!("{}", status(name, &second, &tally, metrics.num_alive_tasks(), redis.as_deref()));
+                }
             }
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    // The leak check's windows: the first stretch after warm-up, and the last before the
-    // stop, each a third of what lies between (at most 30 s), so that each mean smooths
-    // over the streams' churn.
+    // The leak check's windows: the first half of what lies between warm-up and the stop,
+    // and the second half, each at most 30 s.
     let (warm, stop) = (warm_up.min(length).as_secs_f64(), length.as_secs_f64());
-    let window = ((stop - warm) / 3.0).min(30.0);
+    let window = ((stop - warm) / 2.0).min(30.0);
     let after_warm_up = timeline.means(warm, warm + window);
     let before_stop = timeline.means(stop - window, stop);
     let (rss_growth, heap_growth, blocks_growth) = after_warm_up.growth_to(&before_stop);
@@ -297,6 +306,7 @@ async fn phase(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let end_tasks = metrics.num_alive_tasks();
+    let heap_after = heap::live().0;
     tokio::time::sleep(Duration::from_secs_f64(
         f64::from(options.burst) / options.rate + 0.2,
     ))
@@ -366,6 +376,14 @@ async fn phase(
     fail(
         bound_ok,
         format!("the limiter's bound was exceeded: {bound_lines}"),
+    );
+    fail(
+        after_warm_up.samples > 0 && before_stop.samples > 0 && after_warm_up.heap > 0.0,
+        format!(
+            "the live heap was not measured ({} and {} samples; is soak::Counting the global \
+             allocator?)",
+            after_warm_up.samples, before_stop.samples
+        ),
     );
     fail(
         heap_growth < 0.05 && blocks_growth < 0.05,
@@ -444,10 +462,13 @@ async fn phase(
     let _ = writeln!(report, "limiter: {bound_lines}");
     let _ = writeln!(
         report,
-        "memory, means of {:.0} s after warm-up ({warm:.0} s) and before the stop ({stop:.0} s): \
+        "memory, means of {} and {} samples over {:.0} s after warm-up ({warm:.0} s) and before the \
+         stop ({stop:.0} s): \
          live heap {:.2} -> {:.2} MiB ({:+.1} %), blocks {:.0} -> {:.0} ({:+.1} %), \
-         RSS {:.1} -> {:.1} MiB ({:+.1} %); peak RSS {:.1} MiB; tasks {end_tasks} at the end, \
-         {baseline_tasks} before",
+         RSS {:.1} -> {:.1} MiB ({:+.1} %); peak RSS {:.1} MiB; live heap {:.2} MiB before the \
+         streams, {:.2} MiB once they ended; tasks {end_tasks} at the end, {baseline_tasks} before",
+        after_warm_up.samples,
+        before_stop.samples,
         window,
         mib(after_warm_up.heap as u64),
         mib(before_stop.heap as u64),
@@ -459,6 +480,8 @@ async fn phase(
         mib(before_stop.rss as u64),
         rss_growth * 100.0,
         mib(timeline.peak_rss()),
+        mib(heap_before),
+        mib(heap_after),
     );
     let steps: Vec<String> = timeline
         .steps(30.0)

@@ -174,3 +174,23 @@ fn checksum(text: &str) -> u64 {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::error_kind;
+
+    #[test]
+    fn errors_that_differ_only_in_their_numbers_are_one_kind() {
+        let one = error_kind(
+            "deadline exceeded after 8 attempts in 86.358587525s: waiting 9.861598923s for tokens",
+        );
+        let other = error_kind(
+            "deadline exceeded after 9 attempts in 89.997193167s: waiting 9.83283637s for tokens",
+        );
+        assert_eq!(one, other);
+        assert_eq!(
+            one,
+            "deadline exceeded after N attempts in N / waiting N for tokens"
+        );
+    }
+}

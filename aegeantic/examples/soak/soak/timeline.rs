@@ -1,17 +1,17 @@
-//! A phase's memory over time, one sample a second, and the figures the leak check
+//! A phase's memory over time, sampled several times a second, and the figures the leak check
 //! compares: means over a window right after warm-up and over one just before the phase
 //! stops.
 
 use super::heap;
 use super::memory::rss_bytes;
 
-/// One second's memory.
+/// The memory at one instant.
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
     /// Seconds since the phase started.
     pub at: f64,
     pub rss: u64,
-    /// The live heap now, and the most it was during the second before.
+    /// The live heap now, and the most it was since the sample before.
     pub heap: u64,
     pub heap_peak: u64,
     pub blocks: u64,
@@ -56,11 +56,11 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// Room for `seconds` samples up front, so that the record does not grow the heap it
+    /// Room for `samples` up front, so that the record does not grow the heap it
     /// measures.
-    pub fn new(seconds: usize) -> Self {
+    pub fn new(samples: usize) -> Self {
         Timeline {
-            samples: Vec::with_capacity(seconds),
+            samples: Vec::with_capacity(samples),
         }
     }
 
