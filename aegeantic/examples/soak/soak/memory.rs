@@ -1,4 +1,4 @@
-//! The process's resident memory, from `/proc/self/statm`.
+//! The process's resident memory, from `/proc/self/statm`, and what glibc keeps of it.
 
 /// Resident bytes, or 0 where `/proc` is not there. `statm` counts pages; Linux on x86_64
 /// and aarch64 as built by default uses 4 KiB pages.
@@ -16,9 +16,10 @@ pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// glibc's own account, summed over its arenas (`mallinfo2`): bytes in use by the program
-/// (with the allocator's headers) and bytes free but kept. `None` without glibc.
-pub fn glibc_in_use_and_free() -> Option<(u64, u64)> {
+/// The bytes glibc keeps free in its arenas, summed over them (`mallinfo2`'s `fordblks`):
+/// memory the program gave back and the allocator keeps, resident unless it was trimmed
+/// (glibc returns only the top of a heap by itself). `None` without glibc.
+pub fn glibc_free_bytes() -> Option<u64> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         #[repr(C)]
@@ -27,10 +28,10 @@ pub fn glibc_in_use_and_free() -> Option<(u64, u64)> {
             _ordblks: usize,
             _smblks: usize,
             _hblks: usize,
-            hblkhd: usize,
+            _hblkhd: usize,
             _usmblks: usize,
             _fsmblks: usize,
-            uordblks: usize,
+            _uordblks: usize,
             fordblks: usize,
             _keepcost: usize,
         }
@@ -39,8 +40,7 @@ pub fn glibc_in_use_and_free() -> Option<(u64, u64)> {
         }
         // SAFETY: `mallinfo2` has no preconditions; it reads the allocator's statistics.
         let info = unsafe { mallinfo2() };
-        let bytes = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-        Some((bytes(info.uordblks + info.hblkhd), bytes(info.fordblks)))
+        Some(u64::try_from(info.fordblks).unwrap_or(u64::MAX))
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     None

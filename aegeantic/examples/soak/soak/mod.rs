@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use self::admissions::Admissions;
 use self::bound::BoundCheck;
 pub use self::heap::Counting;
-use self::memory::{glibc_in_use_and_free, mib};
+use self::memory::{glibc_free_bytes, mib};
 use self::redis::RedisProcess;
 use self::stream::Shared;
 use self::tally::Tally;
@@ -530,7 +530,7 @@ fn status(
             process.restarts.load(Ordering::Relaxed)
         )
     });
-    let glibc = glibc_in_use_and_free().map_or(String::new(), |(_, free)| {
+    let glibc = glibc_free_bytes().map_or(String::new(), |free| {
         format!(", glibc keeps {:.1} free", mib(free))
     });
     format!(
