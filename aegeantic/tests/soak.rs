@@ -6,6 +6,10 @@
 #[path = "../examples/soak/soak/mod.rs"]
 mod soak;
 
+// The leak check reads the live heap this allocator counts.
+#[global_allocator]
+static HEAP: soak::Counting = soak::Counting;
+
 use std::time::{Duration, Instant};
 
 #[test]

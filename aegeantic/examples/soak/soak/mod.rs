@@ -4,10 +4,12 @@
 
 mod admissions;
 mod bound;
+mod heap;
 mod memory;
 mod redis;
 mod stream;
 mod tally;
+mod timeline;
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -27,10 +29,12 @@ use tokio::time::Instant;
 
 use self::admissions::Admissions;
 use self::bound::BoundCheck;
-use self::memory::{mib, rss_bytes, trimmed_rss_bytes};
+pub use self::heap::Counting;
+use self::memory::{glibc_free_bytes, mib};
 use self::redis::RedisProcess;
 use self::stream::Shared;
 use self::tally::Tally;
+use self::timeline::{Sample, Timeline};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -48,6 +52,8 @@ pub struct Options {
     pub redis_every: Duration,
     pub redis_outage: Duration,
     pub seed: u64,
+    /// The phases to run, in order.
+    pub backends: Vec<Backend>,
     /// How far a grant's timestamp may be from the bucket's instant (timers fire late on a
     /// loaded machine): the bound is checked as `burst + rate · (D + 2 · skew)`.
     pub skew: Duration,
@@ -64,6 +70,7 @@ impl Options {
             redis_every: Duration::from_secs(60),
             redis_outage: Duration::from_secs(1),
             seed: 16,
+            backends: vec![Backend::InProcess, Backend::Redis],
             skew: Duration::from_millis(100),
         }
     }
@@ -75,8 +82,9 @@ pub struct Summary {
     pub failures: Vec<String>,
 }
 
+/// Where the shared limiter's bucket lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backend {
+pub enum Backend {
     InProcess,
     Redis,
 }
@@ -98,7 +106,7 @@ pub fn run(options: &Options) -> Result<Summary, Box<dyn Error>> {
     let mut report = String::new();
     let mut failures = Vec::new();
     let (mut items, mut completed, mut seconds, mut peak) = (0, 0, 0.0, 0);
-    for backend in [Backend::InProcess, Backend::Redis] {
+    for &backend in &options.backends {
         let outcome = runtime.block_on(phase(backend, options, Arc::clone(&server)))?;
         report.push_str(&outcome.report);
         failures.extend(outcome.failures);
@@ -174,6 +182,7 @@ async fn phase(
     }
     let metrics = tokio::runtime::Handle::current().metrics();
     let baseline_tasks = metrics.num_alive_tasks();
+    let heap_before = heap::live().0;
 
     let breaker = CircuitBreaker::new(CircuitBreakerConfig {
         failure_ratio: 0.8,
@@ -232,7 +241,6 @@ async fn phase(
     if backend == Backend::Redis {
         warm_up = warm_up.max(options.redis_every + options.redis_outage + Duration::from_secs(2));
     }
-    let warm_until = start + warm_up.min(length);
     let mut slots = JoinSet::new();
     for slot in 0..options.streams {
         let shared = Arc::clone(&shared);
@@ -248,9 +256,13 @@ async fn phase(
     }
     drop(shared);
 
-    let (mut rss_warm, mut rss_stop, mut peak_rss) = (None, None, 0);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Memory ten times a second, so that the leak check's means smooth over the streams'
+    // churn even in a short run; the status line once a second.
+    let per_second = 10;
+    let mut timeline = Timeline::new((length.as_secs() as usize + 200) * per_second);
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second as u32);
     tick.tick().await;
+    let (mut ticks, mut second_peak) = (0, 0);
     loop {
         tokio::select! {
             joined = slots.join_next() => match joined {
@@ -258,25 +270,27 @@ async fn phase(
                 None => break,
             },
             _ = tick.tick() => {
-                admissions.settle(false);
-                let rss = rss_bytes();
-                peak_rss = peak_rss.max(rss);
-                let now = Instant::now();
-                // The leak check compares what the program holds: glibc keeps freed
-                // memory resident, and how much it keeps follows the run's peaks.
-                if now >= warm_until && rss_warm.is_none() {
-                    rss_warm = Some(trimmed_rss_bytes());
+                let sample = Sample::now(start.elapsed().as_secs_f64());
+                timeline.push(sample);
+                second_peak = second_peak.max(sample.heap_peak);
+                ticks += 1;
+                if ticks % per_second == 0 {
+                    admissions.settle(false);
+                    let second = Sample { heap_peak: second_peak, ..sample };
+                    second_peak = 0;
+                    println!("{}", status(name, &second, &tally, metrics.num_alive_tasks(), redis.as_deref()));
                 }
-                if now >= stop_at && rss_stop.is_none() {
-                    rss_stop = Some(trimmed_rss_bytes());
-                }
-                println!("{}", status(name, start, &tally, rss, metrics.num_alive_tasks(), redis.as_deref()));
             }
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    let rss_stop = rss_stop.unwrap_or_else(trimmed_rss_bytes);
-    let rss_warm = rss_warm.unwrap_or(rss_stop);
+    // The leak check's windows: the first half of what lies between warm-up and the stop,
+    // and the second half, each at most 30 s.
+    let (warm, stop) = (warm_up.min(length).as_secs_f64(), length.as_secs_f64());
+    let window = ((stop - warm) / 2.0).min(30.0);
+    let after_warm_up = timeline.means(warm, warm + window);
+    let before_stop = timeline.means(stop - window, stop);
+    let (rss_growth, heap_growth, blocks_growth) = after_warm_up.growth_to(&before_stop);
     stop_monkey.store(true, Ordering::Relaxed);
     if let Some(monkey) = monkey {
         monkey
@@ -292,6 +306,7 @@ async fn phase(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let end_tasks = metrics.num_alive_tasks();
+    let heap_after = heap::live().0;
     tokio::time::sleep(Duration::from_secs_f64(
         f64::from(options.burst) / options.rate + 0.2,
     ))
@@ -362,14 +377,22 @@ async fn phase(
         bound_ok,
         format!("the limiter's bound was exceeded: {bound_lines}"),
     );
-    let growth = (rss_stop as f64 - rss_warm as f64) / rss_warm.max(1) as f64;
     fail(
-        growth < 0.05,
+        after_warm_up.samples > 0 && before_stop.samples > 0 && after_warm_up.heap > 0.0,
         format!(
-            "RSS grew {:.1} % after warm-up ({:.1} -> {:.1} MiB)",
-            growth * 100.0,
-            mib(rss_warm),
-            mib(rss_stop)
+            "the live heap was not measured ({} and {} samples; is soak::Counting the global \
+             allocator?)",
+            after_warm_up.samples, before_stop.samples
+        ),
+    );
+    fail(
+        heap_growth < 0.05 && blocks_growth < 0.05,
+        format!(
+            "the live heap grew {:.1} % after warm-up ({:.2} -> {:.2} MiB), its blocks {:.1} %",
+            heap_growth * 100.0,
+            mib(after_warm_up.heap as u64),
+            mib(before_stop.heap as u64),
+            blocks_growth * 100.0,
         ),
     );
     fail(
@@ -439,12 +462,44 @@ async fn phase(
     let _ = writeln!(report, "limiter: {bound_lines}");
     let _ = writeln!(
         report,
-        "memory: RSS (trimmed) {:.1} MiB after warm-up, {:.1} MiB at the end ({:+.1} %), peak {:.1} MiB; \
-         tasks {end_tasks} at the end, {baseline_tasks} before",
-        mib(rss_warm),
-        mib(rss_stop),
-        growth * 100.0,
-        mib(peak_rss)
+        "memory, means of {} and {} samples over {:.0} s after warm-up ({warm:.0} s) and before the \
+         stop ({stop:.0} s): \
+         live heap {:.2} -> {:.2} MiB ({:+.1} %), blocks {:.0} -> {:.0} ({:+.1} %), \
+         RSS {:.1} -> {:.1} MiB ({:+.1} %); peak RSS {:.1} MiB; live heap {:.2} MiB before the \
+         streams, {:.2} MiB once they ended; tasks {end_tasks} at the end, {baseline_tasks} before",
+        after_warm_up.samples,
+        before_stop.samples,
+        window,
+        mib(after_warm_up.heap as u64),
+        mib(before_stop.heap as u64),
+        heap_growth * 100.0,
+        after_warm_up.blocks,
+        before_stop.blocks,
+        blocks_growth * 100.0,
+        mib(after_warm_up.rss as u64),
+        mib(before_stop.rss as u64),
+        rss_growth * 100.0,
+        mib(timeline.peak_rss()),
+        mib(heap_before),
+        mib(heap_after),
+    );
+    let steps: Vec<String> = timeline
+        .steps(30.0)
+        .iter()
+        .map(|s| {
+            format!(
+                "{:.0} s {:.1}/{:.1}/{:.1}",
+                s.at,
+                mib(s.rss),
+                mib(s.heap),
+                mib(s.heap_peak)
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        report,
+        "memory every 30 s, RSS/live heap/peak heap in MiB: {}",
+        steps.join(", ")
     );
     Ok(PhaseOutcome {
         report,
@@ -452,15 +507,14 @@ async fn phase(
         items,
         completed,
         seconds,
-        peak_rss,
+        peak_rss: timeline.peak_rss(),
     })
 }
 
 fn status(
     name: &str,
-    start: Instant,
+    memory: &Sample,
     tally: &Tally,
-    rss: u64,
     tasks: usize,
     redis: Option<&RedisProcess>,
 ) -> String {
@@ -476,9 +530,12 @@ fn status(
             process.restarts.load(Ordering::Relaxed)
         )
     });
+    let glibc = glibc_free_bytes().map_or(String::new(), |free| {
+        format!(", glibc keeps {:.1} free", mib(free))
+    });
     format!(
-        "[{:>5.0}s {name}] done {} (ok {}, err {}, dropped {}) | items {} | retries {} | waits {} | fallbacks {} | rss {:.1} MiB | tasks {tasks}{redis}",
-        start.elapsed().as_secs_f64(),
+        "[{:>5.0}s {name}] done {} (ok {}, err {}, dropped {}) | items {} | retries {} | waits {} | fallbacks {} | rss {:.1} MiB | heap {:.1} MiB (peak {:.1}) in {} blocks{glibc} | tasks {tasks}{redis}",
+        memory.at,
         get(&tally.completed) + get(&tally.failed) + get(&tally.dropped),
         get(&tally.completed),
         get(&tally.failed),
@@ -487,7 +544,10 @@ fn status(
         tally.retries_line(),
         get(&tally.waits),
         get(&tally.fallbacks),
-        mib(rss),
+        mib(memory.rss),
+        mib(memory.heap),
+        mib(memory.heap_peak),
+        memory.blocks,
     )
 }
 

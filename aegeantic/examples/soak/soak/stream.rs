@@ -146,16 +146,26 @@ enum End {
 }
 
 /// A stream's error, as a short kind for the summary: the chain's first layer and the
-/// innermost cause's first words.
+/// innermost cause's first words, with every word that holds a number (a count, a
+/// duration) shown as `N`, so that the summary's map has one entry per kind, not per
+/// stream.
 fn error_kind(chain: &str) -> String {
+    let words = |text: &str, take: usize| {
+        text.split_whitespace()
+            .take(take)
+            .map(|word| {
+                if word.bytes().any(|b| b.is_ascii_digit()) {
+                    "N"
+                } else {
+                    word
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let outer = chain.split(':').next().unwrap_or(chain);
     let inner = chain.rsplit(": ").next().unwrap_or(chain);
-    let inner: String = inner
-        .split_whitespace()
-        .take(4)
-        .collect::<Vec<_>>()
-        .join(" ");
-    format!("{outer} / {inner}")
+    format!("{} / {}", words(outer, usize::MAX), words(inner, 4))
 }
 
 /// FNV-1a, 64 bits.
@@ -163,4 +173,24 @@ fn checksum(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_kind;
+
+    #[test]
+    fn errors_that_differ_only_in_their_numbers_are_one_kind() {
+        let one = error_kind(
+            "deadline exceeded after 8 attempts in 86.358587525s: waiting 9.861598923s for tokens",
+        );
+        let other = error_kind(
+            "deadline exceeded after 9 attempts in 89.997193167s: waiting 9.83283637s for tokens",
+        );
+        assert_eq!(one, other);
+        assert_eq!(
+            one,
+            "deadline exceeded after N attempts in N / waiting N for tokens"
+        );
+    }
 }
