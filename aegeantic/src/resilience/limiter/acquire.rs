@@ -29,13 +29,15 @@ pub struct Acquired {
     pub(crate) booked_until: BookedUntil,
 }
 
-/// How a request was admitted when the shared (Redis) bucket could not decide.
+/// Who decided in place of shared (Redis) state that could not be reached: a grant of a
+/// rate limiter, a retry of a retry budget, a breaker's decision or transition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Fallback {
-    /// Admitted unchecked, as the fail-open policy says.
+    /// Allowed unchecked, as the fail-open policy says.
     FailOpen,
-    /// Admitted by the in-process bucket, as the local policy says.
+    /// Decided by the in-process stand-in (bucket, budget or breaker), as the local
+    /// policy says.
     Local,
 }
 
