@@ -440,8 +440,8 @@ impl RateLimiter {
     /// Until a replica is promoted in its place, calls for the key fail and the
     /// [`FailurePolicy`] decides, as in any outage (see [`RateLimiter::redis`]); probes
     /// find the promoted replica. With three masters, a replica each and a
-    /// `cluster-node-timeout` of 500 ms, the limiter served from Redis again 1.46 to 1.76 s
-    /// after the key's master was killed with SIGKILL (three runs on loopback); the time is
+    /// `cluster-node-timeout` of 500 ms, the limiter served from Redis again 1.46 to 1.96 s
+    /// after the key's master was killed with SIGKILL (five runs on loopback); the time is
     /// the cluster's failure detection and election, so it grows with
     /// `cluster-node-timeout`.
     ///
@@ -451,7 +451,7 @@ impl RateLimiter {
     /// span `D` across the failover the fleet admits at most `2·B + r·(D + L)` instead of
     /// `B + r·D` (at most one bucket's worth more), plus whatever the failure policy admits
     /// while no master serves the key. Measured with fail closed, 16 tasks on a limit of
-    /// 100 per second with bursts of 20: 594 to 624 grants over the 7 s runs against the
+    /// 100 per second with bursts of 20: 574 to 624 grants over the 7 s runs against the
     /// `B + r·D` of 735, since the time without a master admitted nothing.
     ///
     /// # Errors
