@@ -80,6 +80,14 @@ fn counter(recorded: &Recorded, key: &str) -> u64 {
     }
 }
 
+/// The samples of the histogram `key`; fails, showing everything, when there is none.
+fn samples(recorded: &Recorded, key: &str) -> Vec<f64> {
+    match recorded.get(&format!("histogram {key}")) {
+        Some(DebugValue::Histogram(samples)) => samples.iter().map(|s| s.into_inner()).collect(),
+        other => panic!("{key}: {other:?} in {recorded:#?}"),
+    }
+}
+
 #[test]
 fn a_stream_s_attempts_retries_and_waits_are_counted_as_its_events_say() {
     let ((waits, left), recorded) = recorded(|| async {
@@ -155,12 +163,7 @@ fn a_stream_s_attempts_retries_and_waits_are_counted_as_its_events_say() {
         ),
         1
     );
-    let Some(DebugValue::Histogram(samples)) =
-        recorded.get("histogram aegeantic.rate_limit.wait{limiter=chat-quota}")
-    else {
-        panic!("{recorded:#?}");
-    };
-    let samples: Vec<f64> = samples.iter().map(|s| s.into_inner()).collect();
+    let samples = samples(&recorded, "aegeantic.rate_limit.wait{limiter=chat-quota}");
     let from_events: Vec<f64> = waits.iter().map(Duration::as_secs_f64).collect();
     assert_eq!(
         samples, from_events,
@@ -206,12 +209,7 @@ fn a_limiter_reports_every_grant_by_its_name() {
         limiter.try_acquire(0).await.unwrap_err();
         unnamed.acquire(1, "other").await.unwrap();
     });
-    let Some(DebugValue::Histogram(waits)) =
-        recorded.get("histogram aegeantic.rate_limit.wait{limiter=search}")
-    else {
-        panic!("{recorded:#?}");
-    };
-    let waits: Vec<f64> = waits.iter().map(|s| s.into_inner()).collect();
+    let waits = samples(&recorded, "aegeantic.rate_limit.wait{limiter=search}");
     assert_eq!(
         waits.len(),
         2,
@@ -418,12 +416,7 @@ fn a_model_call_records_the_gen_ai_metrics() {
         }
     });
     let labels = "gen_ai.operation.name=chat,gen_ai.provider.name=test,gen_ai.request.model=m1";
-    let histogram = |key: String| match recorded.get(&format!("histogram {key}")) {
-        Some(DebugValue::Histogram(samples)) => {
-            samples.iter().map(|s| s.into_inner()).collect::<Vec<f64>>()
-        }
-        other => panic!("{key}: {other:?} in {recorded:#?}"),
-    };
+    let histogram = |key: String| samples(&recorded, &key);
     assert_eq!(
         histogram(format!(
             "gen_ai.client.token.usage{{{labels},gen_ai.token.type=input}}"
@@ -492,11 +485,10 @@ fn redis_calls_and_fallbacks_are_measured() {
         server.kill();
         run(limiter).await;
     });
-    let Some(DebugValue::Histogram(ok)) =
-        recorded.get("histogram aegeantic.redis.call.duration{outcome=ok,script=gcra}")
-    else {
-        panic!("{recorded:#?}");
-    };
+    let ok = samples(
+        &recorded,
+        "aegeantic.redis.call.duration{outcome=ok,script=gcra}",
+    );
     assert_eq!(ok.len(), 1, "the grant while Redis answered");
     assert_eq!(
         counter(
